@@ -1,0 +1,40 @@
+# frugalml: `make run` trains the default chain on the real corpus; `make test` runs the test suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+
+.PHONY: install run test bench ui lint clean
+
+$(STAMP): pyproject.toml constraints.txt setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	# torch first, pinned: a CPU build here; an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the pinned dependencies
+
+run: install  ## fetch the corpus and run the whole default chain (one MLflow run)
+	$(BIN)/kedro run
+
+test: install  ## the test suite (what CI runs)
+	$(BIN)/python -m pytest -q tests
+
+bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)
+	$(BIN)/python -m benchmarks.baseline
+
+ui: install  ## the MLflow UI on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+lint: install
+	$(BIN)/ruff check src kernels tests benchmarks
+
+clean:
+	rm -rf data/0*/* mlruns/* .pytest_cache

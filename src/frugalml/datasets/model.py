@@ -1,0 +1,120 @@
+"""Model datasets: a local safetensors folder, optionally logged to MLflow as a pyfunc model with a
+signature and an input example."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+from mlflow.models import infer_signature
+
+from frugalml.models.ngram_bag import TextClassifier
+from frugalml.models.pyfunc import TextClassifierPyfunc, load_text_classifier, predict_frame, save_text_classifier
+
+logger = logging.getLogger(__name__)
+
+_INPUT_EXAMPLE = {
+    "subject": "Re: meeting notes",
+    "body": "Hi, the notes from Tuesday are attached. Talk soon.",
+    "text": "Hi, the notes from Tuesday are attached. Talk soon.",
+}
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "numpy", "scipy", "pandas", "safetensors", "mlflow")]
+
+
+class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
+    """A :class:`TextClassifier` as ``model.safetensors`` + ``model.json`` in a folder.
+
+    With ``log_to_mlflow: true`` (the default) a save also logs the model to the active MLflow run as a
+    ``pyfunc`` model named ``artifact_path``, with signature, input example and the frugalml source.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        log_to_mlflow: bool = True,
+        artifact_path: str = "model",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Configure.
+
+        Args:
+            filepath: The model folder.
+            log_to_mlflow: Also log to the active MLflow run on save.
+            artifact_path: Name of the model in the run.
+            metadata: Free-form Kedro metadata.
+        """
+        self._filepath = Path(filepath)
+        self._log_to_mlflow = log_to_mlflow
+        self._artifact_path = artifact_path
+        self._logging_activated = True  # kedro-mlflow switches this off for untracked pipelines
+        self.metadata = metadata
+
+    def load(self) -> TextClassifier:
+        """Read the model.
+
+        Returns:
+            The classifier.
+
+        Raises:
+            DatasetError: When the folder holds no model.
+        """
+        if not self._exists():
+            raise DatasetError(f"no model at {self._filepath}")
+        return load_text_classifier(self._filepath)
+
+    def save(self, data: TextClassifier) -> None:
+        """Write the model, then log it to MLflow when a run is active.
+
+        Args:
+            data: The classifier.
+        """
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".model-", dir=self._filepath.parent))
+        try:
+            save_text_classifier(data, staging)
+            if self._filepath.exists():
+                shutil.rmtree(self._filepath)
+            staging.rename(self._filepath)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if self._log_to_mlflow and self._logging_activated and mlflow.active_run() is not None:
+            self.log_model(data)
+
+    def log_model(self, data: TextClassifier) -> None:
+        """Log the saved model to the active MLflow run as a pyfunc model.
+
+        Args:
+            data: The classifier (used for the signature and input example).
+        """
+        import frugalml
+
+        example = pd.DataFrame({c: [_INPUT_EXAMPLE.get(c, "example text")] for c in data.text_columns})
+        signature = infer_signature(example, predict_frame(data, example))
+        mlflow.pyfunc.log_model(
+            name=self._artifact_path,
+            python_model=TextClassifierPyfunc(),
+            artifacts={"model_dir": str(self._filepath)},
+            code_paths=[str(Path(frugalml.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+        )
+        logger.info("logged model '%s' to MLflow run %s", self._artifact_path, mlflow.active_run().info.run_id)
+
+    def _exists(self) -> bool:
+        return (self._filepath / "model.safetensors").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "log_to_mlflow": self._log_to_mlflow}

@@ -1,0 +1,41 @@
+"""Named errors. Each says what went wrong and where, so a failed run explains itself."""
+
+
+class FrugalMLError(Exception):
+    """Base class of every error frugalml raises on purpose."""
+
+
+class ParameterError(FrugalMLError, ValueError):
+    """A parameters file has an unknown key, a wrong type or an invalid value."""
+
+
+class ArchiveError(FrugalMLError):
+    """A raw archive could not be used."""
+
+
+class ArchiveDigestError(ArchiveError):
+    """An archive's SHA-256 does not match the pinned digest (wrong file, or truncated download)."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """An archive has the right digest but cannot be read (or no digest was pinned and it is broken)."""
+
+
+class SourceUnavailableError(ArchiveError):
+    """None of the configured corpus sources produced an archive."""
+
+
+class SchemaError(FrugalMLError, ValueError):
+    """A dataset lacks a required column or holds values outside the declared set."""
+
+
+class EmptyDatasetError(FrugalMLError, ValueError):
+    """A stage received no usable rows."""
+
+
+class DataQualityError(FrugalMLError):
+    """A data-quality gate failed (raised by the quality stage)."""
+
+
+class ModelError(FrugalMLError, ValueError):
+    """A model is not usable as configured (e.g. a layer that breaks per-sample gradients)."""

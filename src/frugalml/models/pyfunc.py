@@ -1,0 +1,87 @@
+"""MLflow ``pyfunc`` wrapper: the registered model takes a frame of text columns, returns labels and
+probabilities. Weights travel as safetensors + JSON artifacts (no pickled tensors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from safetensors.torch import load_file
+
+from frugalml.models.ngram_bag import TextClassifier
+
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+
+
+def load_text_classifier(directory: str | Path) -> TextClassifier:
+    """Load a classifier saved by :func:`save_text_classifier`.
+
+    Args:
+        directory: Folder with ``model.safetensors`` and ``model.json``.
+
+    Returns:
+        The classifier on CPU, in eval mode.
+    """
+    directory = Path(directory)
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    return TextClassifier.from_parts(metadata, load_file(str(directory / WEIGHTS_FILE)))
+
+
+def save_text_classifier(model: TextClassifier, directory: str | Path) -> None:
+    """Write weights (safetensors) and metadata (JSON).
+
+    Args:
+        model: The classifier.
+        directory: Target folder (created).
+    """
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(model.tensors(), str(directory / WEIGHTS_FILE))
+    (directory / METADATA_FILE).write_text(json.dumps(model.metadata(), indent=2))
+
+
+class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):
+    """``predict(frame) -> frame(label, probability_<name>...)``."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load weights from the ``model_dir`` artifact.
+
+        Args:
+            context: MLflow's context with artifact paths.
+        """
+        self.model = load_text_classifier(context.artifacts["model_dir"])
+
+    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
+        """Predict labels.
+
+        Args:
+            context: Unused.
+            model_input: Rows with the model's text columns.
+            params: Unused.
+
+        Returns:
+            ``label`` and one ``probability_<label name>`` column per class.
+        """
+        return predict_frame(self.model, model_input)
+
+
+def predict_frame(model: TextClassifier, frame: pd.DataFrame) -> pd.DataFrame:
+    """Labels and class probabilities as a frame (the pyfunc output schema).
+
+    Args:
+        model: The classifier.
+        frame: Rows with its text columns.
+
+    Returns:
+        ``label`` plus ``probability_<name>`` per class.
+    """
+    probabilities = model.predict_proba(frame)
+    names = model.label_names or [str(label) for label in model.labels]
+    out = pd.DataFrame({f"probability_{name}": probabilities[:, k] for k, name in enumerate(names)})
+    out.insert(0, "label", [model.labels[k] for k in probabilities.argmax(axis=1)])
+    return out

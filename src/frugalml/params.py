@@ -1,0 +1,197 @@
+"""Parameter schemas, validated strictly (``extra="forbid"``) before any work is done.
+
+Every ``conf/<env>/parameters*.yml`` key is described here. :func:`validate_parameters` checks the whole
+merged parameters dict when a Kedro run starts (see :mod:`frugalml.hooks`); nodes re-validate the block
+they receive, so calling a node from Python gets the same checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from frugalml.errors import ParameterError
+
+
+class Strict(BaseModel):
+    """Base model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class DataSchema(Strict):
+    """Which columns of a text dataset hold what. A user's own CSV/Parquet is described here."""
+
+    text_columns: list[str] = Field(default_factory=lambda: ["subject", "body"], min_length=1)
+    label_column: str = "label"
+    id_column: str | None = "email_id"
+    labels: list[int] = Field(default_factory=lambda: [0, 1], min_length=2)
+    label_names: list[str] = Field(default_factory=lambda: ["ham", "spam"])
+    positive_label: int = 1
+    group_column: str | None = "group"
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSchema:
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"labels must be distinct, got {self.labels}")
+        if self.label_names and len(self.label_names) != len(self.labels):
+            raise ValueError("label_names must have one name per label")
+        if self.positive_label not in self.labels:
+            raise ValueError(f"positive_label {self.positive_label} is not in labels {self.labels}")
+        return self
+
+
+class SampleParams(Strict):
+    """A fixed, seeded sample of messages (tests and quick runs)."""
+
+    n: int = Field(gt=0)
+    seed: int = 0
+
+
+class IngestParams(Strict):
+    """Parsing and de-duplication of raw e-mail."""
+
+    sample: SampleParams | None = None
+    dedup_on: Literal["text", "raw", "none"] = "text"
+    min_text_chars: int = Field(default=1, ge=0)
+    max_body_chars: int = Field(default=200_000, gt=0)
+    verify_message_checksums: bool = True
+
+
+class TemporalSplit(Strict):
+    """Train on one era, test on a later one (shell-style patterns on a column)."""
+
+    column: str = "group"
+    train_patterns: list[str] = Field(default_factory=lambda: ["*-1"], min_length=1)
+    test_patterns: list[str] = Field(default_factory=lambda: ["*-2"], min_length=1)
+
+
+class SplitParams(Strict):
+    """How labelled rows become train / dev / gold-dev / test sets."""
+
+    strategy: Literal["random", "temporal"] = "random"
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    dev_fraction: float = Field(default=0.1, gt=0, lt=1)
+    gold_dev_size: int = Field(default=200, ge=0)
+    unlabelled_fraction: float = Field(default=0.0, ge=0, lt=1)
+    temporal: TemporalSplit = Field(default_factory=TemporalSplit)
+
+
+class FeatureParams(Strict):
+    """Hashed n-gram features (no vocabulary to fit, so no data leaks and any text works)."""
+
+    buckets: int = Field(default=2**18, ge=16)
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = (3, 5)
+    char_max_chars: int = Field(default=3000, gt=0)
+    lowercase: bool = True
+    sublinear_tf: bool = True
+    idf: bool = True
+
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(f"n-gram range must satisfy 1 <= low <= high, got {value}")
+        return value
+
+
+class ModelParams(Strict):
+    """The bag-of-n-grams classifier: EmbeddingBag -> (MLP) -> logits. No BatchNorm (DP-friendly)."""
+
+    embedding_dim: int = Field(default=32, gt=0)
+    hidden_dim: int = Field(default=0, ge=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+class TrainParams(Strict):
+    """Optimiser and loop settings."""
+
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    epochs: int = Field(default=20, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=0.01, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int = Field(default=3, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, gt=0)
+    progress: bool = True
+
+
+class EvaluateParams(Strict):
+    """Evaluation settings."""
+
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    calibration_bins: int = Field(default=15, ge=2)
+
+
+class TrackingParams(Strict):
+    """Which catalog datasets are recorded with ``mlflow.log_input`` when loaded."""
+
+    log_inputs: dict[str, Literal["training", "validation", "testing", "raw"]] = Field(default_factory=dict)
+
+
+class FrugalParams(Strict):
+    """Every parameter of a frugalml project (the merged ``parameters*.yml`` plus ``--params``)."""
+
+    seed: int = 0
+    data: DataSchema = Field(default_factory=DataSchema)
+    ingest: IngestParams = Field(default_factory=IngestParams)
+    split: SplitParams = Field(default_factory=SplitParams)
+    train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    tracking: TrackingParams = Field(default_factory=TrackingParams)
+
+
+def _format_error(error: ValidationError, prefix: str) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown parameter '{where}' (check its spelling)")
+        else:
+            lines.append(f"parameter '{where}': {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_params(model: type[M], params: Any, *, name: str = "") -> M:
+    """Validate one parameters block against its schema.
+
+    Args:
+        model: The pydantic schema class.
+        params: A dict (as Kedro passes ``params:<name>``) or an instance of ``model``.
+        name: The block's key, used in error messages.
+
+    Returns:
+        The validated parameters object.
+
+    Raises:
+        ParameterError: Naming each bad or unknown key.
+    """
+    if isinstance(params, model):
+        return params
+    try:
+        return model.model_validate(params if params is not None else {})
+    except ValidationError as error:
+        raise ParameterError(_format_error(error, name)) from None
+
+
+def validate_parameters(params: dict[str, Any]) -> FrugalParams:
+    """Validate the merged parameters of a run.
+
+    Args:
+        params: ``context.params`` (all parameters files plus runtime ``--params``).
+
+    Returns:
+        The validated parameters.
+
+    Raises:
+        ParameterError: Naming each bad or unknown key, before any node runs.
+    """
+    return parse_params(FrugalParams, params)

@@ -1,0 +1,1 @@
+"""Thin pipeline wiring: one ``create_pipeline()`` per stage, no logic (the logic lives in ``nodes``)."""
