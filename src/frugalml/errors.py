@@ -1,4 +1,10 @@
-"""Named errors. Each says what went wrong and where, so a failed run explains itself."""
+"""Named errors. Each says what went wrong and where, so a failed run explains itself.
+
+Errors raised while a Kedro dataset loads also subclass ``DatasetError``, so Kedro re-raises them as they
+are instead of wrapping them in a generic message.
+"""
+
+from kedro.io import DatasetError
 
 
 class FrugalMLError(Exception):
@@ -9,7 +15,7 @@ class ParameterError(FrugalMLError, ValueError):
     """A parameters file has an unknown key, a wrong type or an invalid value."""
 
 
-class ArchiveError(FrugalMLError):
+class ArchiveError(FrugalMLError, DatasetError):
     """A raw archive could not be used."""
 
 

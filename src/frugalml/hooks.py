@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from typing import Any
 
 import mlflow
@@ -105,12 +106,12 @@ class DatasetLineageHook:
             tags["archive_sha256"] = ",".join(archives)[:5000]
             mlflow.set_tag("lineage.archive_sha256", ",".join(archives)[:5000])
         profile = data.drop(columns=[c for c in data.columns if data[c].map(type).eq(bytes).any()])
-        dataset = mlflow.data.from_pandas(
-            profile.head(0) if len(profile.columns) == 0 else profile,
-            source=self._source(dataset_name),
-            name=dataset_name,
-            digest=frame_digest(data),
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+            warnings.filterwarnings("ignore", message=".*[Ii]nteger column.*")
+            dataset = mlflow.data.from_pandas(
+                profile, source=self._source(dataset_name), name=dataset_name, digest=frame_digest(data)
+            )
         mlflow.log_input(dataset, context=context, tags=tags)
         self._logged.add(dataset_name)
         logger.info("lineage: logged input %s (digest %s)", dataset_name, dataset.digest)

@@ -7,6 +7,7 @@ they receive, so calling a node from Python gets the same checks.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -81,9 +82,9 @@ class SplitParams(Strict):
 class FeatureParams(Strict):
     """Hashed n-gram features (no vocabulary to fit, so no data leaks and any text works)."""
 
-    buckets: int = Field(default=2**18, ge=16)
+    buckets: int = Field(default=2**16, ge=16)
     word_ngrams: tuple[int, int] = (1, 2)
-    char_ngrams: tuple[int, int] | None = (3, 5)
+    char_ngrams: tuple[int, int] | None = (3, 4)
     char_max_chars: int = Field(default=3000, gt=0)
     lowercase: bool = True
     sublinear_tf: bool = True
@@ -100,7 +101,7 @@ class FeatureParams(Strict):
 class ModelParams(Strict):
     """The bag-of-n-grams classifier: EmbeddingBag -> (MLP) -> logits. No BatchNorm (DP-friendly)."""
 
-    embedding_dim: int = Field(default=32, gt=0)
+    embedding_dim: int = Field(default=16, gt=0)
     hidden_dim: int = Field(default=0, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
@@ -110,11 +111,11 @@ class TrainParams(Strict):
 
     features: FeatureParams = Field(default_factory=FeatureParams)
     model: ModelParams = Field(default_factory=ModelParams)
-    epochs: int = Field(default=20, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    lr: float = Field(default=0.01, gt=0)
+    epochs: int = Field(default=10, gt=0)
+    batch_size: int = Field(default=128, gt=0)
+    lr: float = Field(default=0.02, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    patience: int = Field(default=3, ge=1)
+    patience: int = Field(default=2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, gt=0)
@@ -180,6 +181,27 @@ def parse_params(model: type[M], params: Any, *, name: str = "") -> M:
         return model.model_validate(params if params is not None else {})
     except ValidationError as error:
         raise ParameterError(_format_error(error, name)) from None
+
+
+def load_project_parameters(conf_source: str | Path, env: str | None = None) -> dict[str, Any]:
+    """The merged parameters of a project's ``conf`` folder, as ``kedro run --env ENV`` would see them.
+
+    Args:
+        conf_source: The ``conf`` folder.
+        env: An environment folder layered over ``base`` (``None``: base only).
+
+    Returns:
+        The merged parameters dict (not yet validated).
+    """
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        conf_source=str(conf_source),
+        base_env="base",
+        default_run_env=env or "base",
+        merge_strategy={"parameters": "soft"},
+    )
+    return dict(loader["parameters"])
 
 
 def validate_parameters(params: dict[str, Any]) -> FrugalParams:

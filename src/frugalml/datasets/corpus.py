@@ -290,9 +290,7 @@ class MailCorpusDataset(AbstractDataset[None, pd.DataFrame]):
                 assert expected is not None  # checked in __init__
                 verified.append((path, verify_archive(path, expected), source, group))
             return verified
-        raise SourceUnavailableError(
-            "no corpus source is available; tried, in order: " + ", ".join(tried)
-        )
+        raise SourceUnavailableError("no corpus source is available; tried, in order: " + ", ".join(tried))
 
     # --- Kedro API -------------------------------------------------------------------------------------
     def load(self) -> pd.DataFrame:
@@ -321,6 +319,4 @@ class MailCorpusDataset(AbstractDataset[None, pd.DataFrame]):
         return {"sources": [s.model_dump(exclude_none=True) for s in self._sources]}
 
     def _exists(self) -> bool:
-        return any(
-            (s.kind == "local" and Path(s.path or "").is_file()) or s.kind != "local" for s in self._sources
-        )
+        return any((s.kind == "local" and Path(s.path or "").is_file()) or s.kind != "local" for s in self._sources)

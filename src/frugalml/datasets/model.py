@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from kedro.io import AbstractDataset, DatasetError
 from mlflow.models import infer_signature
 
 from frugalml.models.ngram_bag import TextClassifier
-from frugalml.models.pyfunc import TextClassifierPyfunc, load_text_classifier, predict_frame, save_text_classifier
+from frugalml.models.pyfunc import load_text_classifier, predict_frame, save_text_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -93,24 +94,27 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             self.log_model(data)
 
     def log_model(self, data: TextClassifier) -> None:
-        """Log the saved model to the active MLflow run as a pyfunc model.
+        """Log the saved model to the active MLflow run as a pyfunc "model from code" (nothing pickled).
 
         Args:
             data: The classifier (used for the signature and input example).
         """
         import frugalml
 
+        package = Path(frugalml.__file__).parent
         example = pd.DataFrame({c: [_INPUT_EXAMPLE.get(c, "example text")] for c in data.text_columns})
-        signature = infer_signature(example, predict_frame(data, example))
-        mlflow.pyfunc.log_model(
-            name=self._artifact_path,
-            python_model=TextClassifierPyfunc(),
-            artifacts={"model_dir": str(self._filepath)},
-            code_paths=[str(Path(frugalml.__file__).parent)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=_pip_requirements(),
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ii]nteger column.*")
+            warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+            mlflow.pyfunc.log_model(
+                name=self._artifact_path,
+                python_model=str(package / "models" / "pyfunc_entry.py"),
+                artifacts={"model_dir": str(self._filepath)},
+                code_paths=[str(package)],
+                signature=infer_signature(example, predict_frame(data, example)),
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+            )
         logger.info("logged model '%s' to MLflow run %s", self._artifact_path, mlflow.active_run().info.run_id)
 
     def _exists(self) -> bool:

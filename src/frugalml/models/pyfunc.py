@@ -1,8 +1,6 @@
 """MLflow ``pyfunc`` wrapper: the registered model takes a frame of text columns, returns labels and
 probabilities. Weights travel as safetensors + JSON artifacts (no pickled tensors)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -16,7 +14,7 @@ WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 
 
-def load_text_classifier(directory: str | Path) -> TextClassifier:
+def load_text_classifier(directory: "str | Path") -> TextClassifier:
     """Load a classifier saved by :func:`save_text_classifier`.
 
     Args:
@@ -56,7 +54,7 @@ class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):
         """
         self.model = load_text_classifier(context.artifacts["model_dir"])
 
-    def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         """Predict labels.
 
         Args:

@@ -111,7 +111,7 @@ def decode_header_value(value: Any) -> str:
         return str(make_header(decode_header(str(value)))).strip()
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
         pieces = []
-        for chunk, charset in decode_header(str(value)):
+        for chunk, _charset in decode_header(str(value)):
             if isinstance(chunk, bytes):
                 pieces.append(chunk.decode("latin-1", errors="replace"))
             else:
@@ -177,9 +177,11 @@ def parse_message(raw: bytes, *, max_body_chars: int = 200_000) -> dict[str, Any
     try:
         parsed_date = parsedate_to_datetime(message.get("Date", ""))
         if parsed_date is not None:
-            date = pd.Timestamp(parsed_date).tz_convert("UTC") if parsed_date.tzinfo else pd.Timestamp(
-                parsed_date
-            ).tz_localize("UTC")
+            date = (
+                pd.Timestamp(parsed_date).tz_convert("UTC")
+                if parsed_date.tzinfo
+                else pd.Timestamp(parsed_date).tz_localize("UTC")
+            )
     except (TypeError, ValueError, IndexError, OverflowError):
         pass
     header_lines = [f"{name}: {decode_header_value(value)}" for name, value in message.items()]

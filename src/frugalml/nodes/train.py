@@ -54,9 +54,7 @@ def autocast_context(precision: str, device: torch.device) -> Any:
     Returns:
         A context manager.
     """
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
 
@@ -90,7 +88,7 @@ def encode_labels(labels: pd.Series, schema: DataSchema) -> np.ndarray:
     if labels.isna().any():
         raise EmptyDatasetError(f"{int(labels.isna().sum())} rows of the training data have no label")
     index = {value: position for position, value in enumerate(schema.labels)}
-    return labels.astype(int).map(index).to_numpy(dtype=np.int64)
+    return np.array(labels.astype(int).map(index), dtype=np.int64)
 
 
 def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: Any) -> tuple:

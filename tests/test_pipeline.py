@@ -1,0 +1,148 @@
+"""End to end: real `kedro run`s in a temporary project with its own MLflow store.
+
+Each test copies `conf/base` and `pyproject.toml` into a temp folder, writes `conf/local` overrides the
+way a user would (catalog and parameters only), runs a Kedro session there and reads back the MLflow run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow.tracking import MlflowClient
+
+from frugalml.errors import ArchiveDigestError, ParameterError, SchemaError
+from tests.conftest import CORPUS_SHA256, REPO
+
+pytestmark = pytest.mark.slow
+
+SMALL = {
+    "ingest": {"sample": {"n": 300, "seed": 0}},
+    "split": {"gold_dev_size": 20},
+    "train": {"epochs": 5, "progress": False},
+}
+
+
+def make_project(tmp_path: Path, corpus: Path | str, params: dict, catalog: dict | None = None) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "conf" / "base", project / "conf" / "base")
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    (project / "src").mkdir()  # kedro wants the source dir; the installed frugalml package is used
+    local = project / "conf" / "local"
+    local.mkdir(parents=True)
+    overrides = {
+        "spam_corpus_archive": {
+            "type": "frugalml.datasets.MailCorpusDataset",
+            "cache_dir": "data/01_raw",
+            "sources": [{"kind": "local", "path": str(corpus), "sha256": CORPUS_SHA256}],
+        },
+        **(catalog or {}),
+    }
+    (local / "catalog.yml").write_text(yaml.safe_dump(overrides))
+    (local / "parameters.yml").write_text(yaml.safe_dump(params))
+    return project
+
+
+def run(project: Path, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_names=[pipeline])
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("frugalml")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id
+
+
+def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch):
+    project = make_project(tmp_path, corpus_path, SMALL)
+    run_id = run(project, "__default__", monkeypatch)
+    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED"
+    metrics = finished.data.metrics
+    for key in ("test.accuracy", "test.f1", "test.roc_auc", "test.ece", "ingest.emails_parsed", "train.dev_loss"):
+        assert key in metrics, key
+    assert metrics["test.accuracy"] > 0.85
+    assert metrics["ingest.messages_read"] == metrics["ingest.emails_parsed"] + metrics["ingest.emails_quarantined"]
+    # parameters were logged by kedro-mlflow, flattened
+    assert finished.data.params["train.features.buckets"] == "65536"
+    # lineage: training inputs with digests, traced to the archive
+    inputs = {d.dataset.name: d for d in finished.inputs.dataset_inputs}
+    assert {"train_labelled", "dev_labelled", "test_gold", "emails", "spam_corpus_archive"} <= set(inputs)
+    tags = {t.key: t.value for t in inputs["train_labelled"].tags}
+    assert tags["archive_sha256"] == CORPUS_SHA256 and tags["mlflow.data.context"] == "training"
+    assert finished.data.tags["lineage.archive_sha256"] == CORPUS_SHA256
+    # the model: a pyfunc with a signature and an input example, loadable and usable
+    model_uri = f"runs:/{run_id}/model"
+    info = mlflow.models.get_model_info(model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    loaded = mlflow.pyfunc.load_model(model_uri)
+    test = pd.read_parquet(project / "data" / "03_primary" / "test_gold.parquet")
+    predicted = loaded.predict(test[["subject", "body"]])
+    assert (predicted["label"].to_numpy() == test["label"].to_numpy()).mean() > 0.85
+    artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/roc_reliability.png", "evaluation/evaluation_report.json"} <= artifacts
+    assert (project / "data" / "02_intermediate" / "emails_quarantine.parquet").is_file()
+
+
+def test_users_own_csv_runs_by_catalog_and_parameters_alone(tmp_path, corpus_path, sample_emails, monkeypatch):
+    table = pd.DataFrame(
+        {"message": (sample_emails["subject"] + "\n" + sample_emails["body"]).tolist(),
+         "category": sample_emails["label"].map({0: "ham", 1: "spam"}).tolist()}
+    )  # fmt: skip
+    csv = tmp_path / "my_mail.csv"
+    table.to_csv(csv, index=False)
+    params = {
+        **SMALL,
+        "data": {"text_columns": ["message"], "label_column": "category", "id_column": None, "group_column": None},
+        "tracking": {"log_inputs": {"train_labelled": "training"}},
+    }
+    catalog = {"emails": {"type": "pandas.CSVDataset", "filepath": str(csv)}}
+    project = make_project(tmp_path, corpus_path, params, catalog)
+    run_id = run(project, "modelling", monkeypatch)
+    finished = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id)
+    assert finished.data.metrics["test.accuracy"] > 0.85
+    assert csv.read_text().startswith("message,category")  # the user's file is input only
+
+
+def test_user_csv_with_unknown_labels_names_column_and_values(tmp_path, corpus_path, sample_emails, monkeypatch):
+    table = pd.DataFrame({"text": sample_emails["body"].tolist(), "label": sample_emails["label"].tolist()})
+    table.loc[:4, "label"] = 9
+    csv = tmp_path / "bad.csv"
+    table.to_csv(csv, index=False)
+    params = {**SMALL, "data": {"text_columns": ["text"], "id_column": None, "group_column": None}}
+    catalog = {"emails": {"type": "pandas.CSVDataset", "filepath": str(csv)}}
+    project = make_project(tmp_path, corpus_path, params, catalog)
+    with pytest.raises(SchemaError, match=r"column 'label'.*'9' \(5 rows\)"):
+        run(project, "modelling", monkeypatch)
+    assert not (project / "data" / "03_primary" / "train_labelled.parquet").exists()
+
+
+def test_wrong_digest_stops_before_anything_is_written(tmp_path, corpus_path, monkeypatch):
+    truncated = tmp_path / "truncated.tgz"
+    truncated.write_bytes(corpus_path.read_bytes()[:500_000])
+    project = make_project(tmp_path, truncated, SMALL)
+    with pytest.raises(Exception, match="truncated, corrupted") as raised:
+        run(project, "__default__", monkeypatch)
+    chain, error = [], raised.value
+    while error is not None:  # Kedro's runner may wrap the dataset error; the named one is in the chain
+        chain.append(type(error))
+        error = error.__cause__ or error.__context__
+    assert ArchiveDigestError in chain
+    written = [p for p in (project / "data").rglob("*") if p.is_file()] if (project / "data").exists() else []
+    assert written == []
+
+
+def test_parameter_typo_fails_before_any_work(tmp_path, corpus_path, monkeypatch):
+    project = make_project(tmp_path, corpus_path, {**SMALL, "train": {"epochs": 2, "lerning_rate": 0.1}})
+    with pytest.raises(ParameterError, match="train.lerning_rate"):
+        run(project, "__default__", monkeypatch)
+    assert not (project / "data").exists()
