@@ -112,6 +112,6 @@ class DatasetLineageHook:
             dataset = mlflow.data.from_pandas(
                 profile, source=self._source(dataset_name), name=dataset_name, digest=frame_digest(data)
             )
-        mlflow.log_input(dataset, context=context, tags=tags)
+            mlflow.log_input(dataset, context=context, tags=tags)
         self._logged.add(dataset_name)
         logger.info("lineage: logged input %s (digest %s)", dataset_name, dataset.digest)

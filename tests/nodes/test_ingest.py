@@ -175,3 +175,9 @@ def test_sample_is_fixed_and_group_proportional(raw_corpus):
     assert first["email_id"].tolist() == second["email_id"].tolist()
     assert abs(len(first) - 300) <= 5
     assert set(first["group"]) == set(raw_corpus["group"])
+
+
+def test_empty_body_with_a_subject_keeps_the_subject():
+    emails, quarantine, _ = parse_emails(one_row(b"From: a@example.com\nSubject: lunch at noon?\n\n"), {})
+    assert quarantine.empty
+    assert emails["subject"].iloc[0] == "lunch at noon?" and emails["body"].iloc[0] == ""

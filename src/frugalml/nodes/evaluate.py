@@ -122,7 +122,7 @@ def plot_roc_and_reliability(
     rel_ax.plot(centres, observed, marker="o", label="model")
     for x, y, n in zip(centres, observed, counts):
         rel_ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(0, 6), fontsize=7, ha="center")
-    rel_ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Reliability")
+    rel_ax.set(xlabel="predicted probability", ylabel="observed frequency", title="Reliability (labels: rows per bin)")
     rel_ax.set(xlim=(0, 1), ylim=(0, 1))
     rel_ax.legend(loc="upper left")
     figure.suptitle(title)
