@@ -75,8 +75,8 @@ def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch)
     assert finished.data.params["train.features.buckets"] == "65536"
     # lineage: training inputs with digests, traced to the archive
     inputs = {d.dataset.name: d for d in finished.inputs.dataset_inputs}
-    assert {"train_labelled", "dev_labelled", "test_gold", "emails", "spam_corpus_archive"} <= set(inputs)
-    tags = {t.key: t.value for t in inputs["train_labelled"].tags}
+    assert {"train_set", "dev_labelled", "test_gold", "emails", "spam_corpus_archive"} <= set(inputs)
+    tags = {t.key: t.value for t in inputs["train_set"].tags}
     assert tags["archive_sha256"] == CORPUS_SHA256 and tags["mlflow.data.context"] == "training"
     assert finished.data.tags["lineage.archive_sha256"] == CORPUS_SHA256
     # the model: a pyfunc with a signature and an input example, loadable and usable
@@ -103,9 +103,11 @@ def test_users_own_csv_runs_by_catalog_and_parameters_alone(tmp_path, corpus_pat
     params = {
         **SMALL,
         "data": {"text_columns": ["message"], "label_column": "category", "id_column": None, "group_column": None},
-        "tracking": {"log_inputs": {"train_labelled": "training"}},
     }
-    catalog = {"emails": {"type": "pandas.CSVDataset", "filepath": str(csv)}}
+    catalog = {
+        "emails": {"type": "pandas.CSVDataset", "filepath": str(csv)},
+        "emails_suite": {"type": "yaml.YAMLDataset", "filepath": "conf/base/expectations/text_table.yml"},
+    }
     project = make_project(tmp_path, corpus_path, params, catalog)
     run_id = run(project, "modelling", monkeypatch)
     finished = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id)
@@ -119,7 +121,10 @@ def test_user_csv_with_unknown_labels_names_column_and_values(tmp_path, corpus_p
     csv = tmp_path / "bad.csv"
     table.to_csv(csv, index=False)
     params = {**SMALL, "data": {"text_columns": ["text"], "id_column": None, "group_column": None}}
-    catalog = {"emails": {"type": "pandas.CSVDataset", "filepath": str(csv)}}
+    catalog = {
+        "emails": {"type": "pandas.CSVDataset", "filepath": str(csv)},
+        "emails_suite": {"type": "yaml.YAMLDataset", "filepath": "conf/base/expectations/text_table.yml"},
+    }
     project = make_project(tmp_path, corpus_path, params, catalog)
     with pytest.raises(SchemaError, match=r"column 'label'.*'9' \(5 rows\)"):
         run(project, "modelling", monkeypatch)

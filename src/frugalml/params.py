@@ -129,6 +129,36 @@ class EvaluateParams(Strict):
     calibration_bins: int = Field(default=15, ge=2)
 
 
+class QualityParams(Strict):
+    """Data-quality gate options (the suites themselves are files: ``conf/base/expectations/*.yml``)."""
+
+    max_quarantine_share: float | None = Field(default=None, ge=0, le=1)  # null: each suite's own value
+    example_ids: int = Field(default=5, ge=0)
+
+
+class DriftThresholds(Strict):
+    """Effect sizes above which a batch counts as drifted (see :mod:`frugalml.nodes.drift`)."""
+
+    label_prior: float = Field(default=0.10, gt=0)
+    length_ks: float = Field(default=0.15, gt=0)
+    token_js: float = Field(default=0.03, gt=0)
+    oov_rate: float = Field(default=0.05, gt=0)
+    indicator_share: float = Field(default=0.10, gt=0)
+
+
+class DriftParams(Strict):
+    """Drift detection between the reference (champion's training data) and a new batch."""
+
+    enabled: bool = True
+    action: Literal["flag", "block"] = "flag"
+    indicator_columns: list[str] = Field(
+        default_factory=lambda: ["html_only", "list_id:nonempty", "in_reply_to:nonempty", "attachment_count:positive"]
+    )
+    token_buckets: int = Field(default=2**18, ge=16)
+    seed: int = 0
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+
+
 class TrackingParams(Strict):
     """Which catalog datasets are recorded with ``mlflow.log_input`` when loaded."""
 
@@ -145,6 +175,9 @@ class FrugalParams(Strict):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
+    quality: QualityParams = Field(default_factory=QualityParams)
+    drift: DriftParams = Field(default_factory=DriftParams)
+    profile: bool = False
 
 
 def _format_error(error: ValidationError, prefix: str) -> str:

@@ -2,5 +2,6 @@
 
 from frugalml.datasets.corpus import MailCorpusDataset
 from frugalml.datasets.model import TextClassifierDataset
+from frugalml.datasets.reports import HtmlSiteDataset, OptionalDataset
 
-__all__ = ["MailCorpusDataset", "TextClassifierDataset"]
+__all__ = ["HtmlSiteDataset", "MailCorpusDataset", "OptionalDataset", "TextClassifierDataset"]

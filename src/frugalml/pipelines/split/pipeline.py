@@ -1,8 +1,8 @@
-"""split: ``emails`` (or your own table) -> schema check -> train / dev / gold dev / test / unlabelled pool."""
+"""split: ``emails_validated`` -> train / dev / gold dev / test / unlabelled pool."""
 
 from kedro.pipeline import Node, Pipeline
 
-from frugalml.nodes.split import split_dataset, validate_text_dataset
+from frugalml.nodes.split import split_dataset
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -14,23 +14,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                func=validate_text_dataset,
-                inputs=["emails", "params:data"],
-                outputs=["emails_validated", "validation_quarantine"],
-                name="validate_text_dataset_node",
-            ),
-            Node(
                 func=split_dataset,
                 inputs=["emails_validated", "params:split", "params:data", "params:seed"],
-                outputs=[
-                    "train_labelled",
-                    "dev_labelled",
-                    "dev_gold",
-                    "test_gold",
-                    "unlabelled_pool",
-                    "split_metrics",
-                ],
+                outputs=["train_labelled", "dev_labelled", "dev_gold", "test_gold", "unlabelled_pool", "split_metrics"],
                 name="split_dataset_node",
-            ),
+            ),  # fmt: skip
         ]
     )
