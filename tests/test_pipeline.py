@@ -91,6 +91,14 @@ def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch)
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/roc_reliability.png", "evaluation/evaluation_report.json"} <= artifacts
     assert (project / "data" / "02_intermediate" / "emails_quarantine.parquet").is_file()
+    # quality gates: metrics per expectation, Data Docs and reports in the run
+    assert metrics["quality.emails.passed"] == 1.0 and metrics["quality.training_set.passed"] == 1.0
+    quality = {a.path for a in client.list_artifacts(run_id, "quality")}
+    assert {"quality/data_docs_emails", "quality/emails_report.json", "quality/drift_report.html"} <= quality
+    # a second run compares the new batch with the first model's training set: same era, no drift
+    second = client.get_run(run(project, "quality", monkeypatch))
+    assert second.data.metrics["quality.drift.checked"] == 1.0
+    assert second.data.metrics["quality.drift.retrain_recommended"] == 0.0
 
 
 def test_users_own_csv_runs_by_catalog_and_parameters_alone(tmp_path, corpus_path, sample_emails, monkeypatch):
@@ -151,3 +159,42 @@ def test_parameter_typo_fails_before_any_work(tmp_path, corpus_path, monkeypatch
     with pytest.raises(ParameterError, match="train.lerning_rate"):
         run(project, "__default__", monkeypatch)
     assert not (project / "data").exists()
+
+
+def test_quality_gate_stops_a_bad_batch_and_keeps_the_evidence(tmp_path, corpus_path, sample_emails, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from benchmarks.corruptions import CORRUPTIONS
+    from frugalml.errors import DataQualityError
+
+    corrupted, _, _ = CORRUPTIONS["60pct_rows_fail"](sample_emails, np.random.default_rng(0))
+    batch = tmp_path / "batch.parquet"
+    corrupted.to_parquet(batch)
+    catalog = {"emails": {"type": "pandas.ParquetDataset", "filepath": str(batch)}}
+    project = make_project(tmp_path, corpus_path, SMALL, catalog)
+    with pytest.raises(DataQualityError, match="above max_quarantine_share"):
+        run(project, "quality", monkeypatch)
+    reporting = project / "data" / "08_reporting" / "quality"
+    report = json.loads((reporting / "emails_report.json").read_text())
+    assert report["success"] is False and report["rows_quarantined"] > 0.5 * len(corrupted)
+    assert (reporting / "data_docs_emails" / "index.html").is_file()
+    quarantine = pd.read_parquet(project / "data" / "02_intermediate" / "quality_quarantine.parquet")
+    assert len(quarantine) == report["rows_quarantined"]
+    assert not (project / "data" / "02_intermediate" / "emails_validated.parquet").exists()
+
+
+def test_profile_flag_writes_a_proposed_suite(tmp_path, corpus_path, sample_emails, monkeypatch):
+    batch = tmp_path / "batch.parquet"
+    sample_emails.to_parquet(batch)
+    project = make_project(
+        tmp_path, corpus_path, {**SMALL, "profile": True},
+        {"emails": {"type": "pandas.ParquetDataset", "filepath": str(batch)}},
+    )  # fmt: skip
+    run(project, "quality", monkeypatch)
+    proposal = yaml.safe_load((project / "data" / "08_reporting" / "quality" / "proposed_suite.yml").read_text())
+    assert proposal["expectations"] and "review" in proposal["note"]
+    assert (project / "conf" / "base" / "expectations" / "emails.yml").read_text() == (
+        REPO / "conf" / "base" / "expectations" / "emails.yml"
+    ).read_text()  # never applied

@@ -1,0 +1,133 @@
+"""Quality gates on real e-mails: every bad-input class of the issue, suite config errors, profiling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from benchmarks.corruptions import CORRUPTIONS
+from frugalml.errors import DataQualityError, ParameterError
+from frugalml.nodes.quality import enforce_quality_gate, propose_suite, validate_with_suite
+
+SUITES = Path(__file__).resolve().parents[2] / "conf" / "base" / "expectations"
+
+
+def suite(name: str) -> dict:
+    return yaml.safe_load((SUITES / f"{name}.yml").read_text())
+
+
+def gate(frame: pd.DataFrame, suite_name: str = "emails", params: dict | None = None, data: dict | None = None):
+    return validate_with_suite(frame, suite(suite_name), params or {}, data or {})
+
+
+def test_clean_real_emails_pass_and_data_docs_are_built(sample_emails):
+    passed, quarantine, report, metrics, docs = gate(sample_emails)
+    assert report["success"], report["failures"]
+    assert len(passed) == len(sample_emails) and quarantine.empty
+    assert "index.html" in docs and any(path.startswith("validations/") for path in docs)
+    assert metrics["emails.passed"]["value"] == 1.0
+    assert all(entry["success"] for entry in report["results"] if entry["severity"] == "error")
+    assert enforce_quality_gate(passed, report) is passed
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_bad_input_is_stopped_or_quarantined_and_nothing_is_lost(sample_emails, name):
+    corrupted, expected, corrupted_ids = CORRUPTIONS[name](sample_emails, np.random.default_rng(0))
+    passed, quarantine, report, _, _ = gate(corrupted)
+    assert len(passed) + len(quarantine) == len(corrupted)  # nothing lost
+    if expected == "stop":
+        with pytest.raises(DataQualityError, match="quality gate 'emails' failed"):
+            enforce_quality_gate(passed, report)
+    else:
+        assert report["success"], report["failures"]
+        assert set(quarantine["email_id"]) == corrupted_ids
+        assert quarantine["reason"].str.len().gt(0).all()
+        assert enforce_quality_gate(passed, report) is passed
+
+
+def test_failure_message_names_expectation_column_observed_value_and_ids(sample_emails):
+    corrupted, _, _ = CORRUPTIONS["duplicate_ids"](sample_emails, np.random.default_rng(0))
+    passed, _, report, _, _ = gate(corrupted)
+    with pytest.raises(DataQualityError) as raised:
+        enforce_quality_gate(passed, report)
+    message = str(raised.value)
+    assert "expect_column_values_to_be_unique(email_id)" in message
+    duplicated = corrupted["email_id"][corrupted["email_id"].duplicated()].iloc[0]
+    assert duplicated in message and "unexpected rows" in message
+    _, _, one_class_report, _, _ = gate(CORRUPTIONS["all_one_class"](sample_emails, None)[0])
+    assert any("expect_column_mean_to_be_between(label): observed 0.0" in f for f in one_class_report["failures"])
+
+
+def test_missing_label_column_stops(sample_emails):
+    _, _, report, _, _ = gate(sample_emails.drop(columns=["label"]))
+    assert not report["success"]
+    assert any("expect_column_to_exist(label)" in failure for failure in report["failures"])
+
+
+def test_quarantine_reasons_name_the_expectations(sample_emails):
+    corrupted, _, ids = CORRUPTIONS["non_utf8_bytes"](sample_emails, np.random.default_rng(1))
+    _, quarantine, _, _, _ = gate(corrupted)
+    assert set(quarantine["email_id"]) == ids
+    assert quarantine["reason"].str.contains("_text_type").all()
+    assert (quarantine["bytes_columns"] == "body").all()  # bytes kept (as latin-1 text), not dropped
+    huge, _, huge_ids = CORRUPTIONS["10mb_message"](sample_emails, np.random.default_rng(0))
+    _, quarantine, _, _, _ = gate(huge)
+    assert quarantine["reason"].iloc[0] == "expect_column_value_lengths_to_be_between(_text)"
+
+
+def test_warn_severity_reports_without_stopping(sample_emails):
+    subject_only = sample_emails.copy()
+    subject_only.loc[subject_only.index[: len(subject_only) // 5], "body"] = ""
+    passed, _, report, _, _ = gate(subject_only)
+    assert report["success"]
+    assert any("expect_column_values_to_match_regex(body)" in warning for warning in report["warnings"])
+
+
+def test_max_quarantine_share_parameter_overrides_the_suite(sample_emails):
+    corrupted, _, _ = CORRUPTIONS["2pct_rows_fail"](sample_emails, np.random.default_rng(0))
+    _, _, report, _, _ = gate(corrupted, params={"max_quarantine_share": 0.01})
+    assert not report["success"]
+    assert any("above max_quarantine_share 1.0%" in failure for failure in report["failures"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"expectations": [{"expectation": "expect_column_to_be_awesome", "kwargs": {}}]}, "unknown GX expectation"),
+        ({"expectations": [{"expectation": "expect_column_to_exist", "kwargs": {"colum": "x"}}]}, "bad arguments"),
+        ({"expectations": [{"expectation": "expect_column_to_exist", "kwargs": {"column": "x"}, "sevrity": "warn"}]},
+         "sevrity"),
+        ({"max_quarantine_share": 2}, "max_quarantine_share"),
+    ],
+)  # fmt: skip
+def test_bad_suite_files_name_the_problem(sample_emails, change, message):
+    broken = {**suite("emails"), **change}
+    with pytest.raises(ParameterError, match=message):
+        validate_with_suite(sample_emails, broken, {}, {})
+
+
+def test_generic_suite_runs_on_a_user_table_by_configuration(sample_emails):
+    table = pd.DataFrame({"message": sample_emails["body"], "category": sample_emails["label"]})
+    table.loc[table.index[:3], "message"] = "  "
+    data = {"text_columns": ["message"], "label_column": "category", "id_column": None}
+    blank = int(table["message"].str.strip().eq("").sum())
+    assert blank >= 3
+    passed, quarantine, report, _, _ = gate(table, "text_table", data=data)
+    assert report["success"] and len(quarantine) == blank and len(passed) == len(table) - blank
+
+
+def test_profiling_proposes_a_suite_that_the_trusted_batch_passes(sample_emails):
+    assert "note" in propose_suite(sample_emails, False, {}) and "expectations" not in propose_suite(
+        sample_emails, False, {}
+    )
+    proposal = propose_suite(sample_emails, True, {})
+    kinds = {e["expectation"] for e in proposal["expectations"]}
+    assert {"expect_column_values_to_be_unique", "expect_column_values_to_be_in_set"} <= kinds
+    _, quarantine, report, _, _ = validate_with_suite(sample_emails, proposal, {}, {})
+    assert report["success"] and quarantine.empty
+    corrupted, _, _ = CORRUPTIONS["labels_outside_set"](sample_emails, np.random.default_rng(0))
+    assert validate_with_suite(corrupted, proposal, {}, {})[1].shape[0] > 0
