@@ -45,3 +45,23 @@ class DataQualityError(FrugalMLError):
 
 class ModelError(FrugalMLError, ValueError):
     """A model is not usable as configured (e.g. a layer that breaks per-sample gradients)."""
+
+
+class GovernanceError(FrugalMLError):
+    """A governance rule refused an operation (the refusal itself is audited)."""
+
+
+class AccessDenied(GovernanceError, PermissionError):
+    """The acting user's roles do not allow the pipeline or operation."""
+
+
+class ApprovalError(GovernanceError):
+    """A two-person approval is missing, self-given, unknown or already used."""
+
+
+class RetentionError(GovernanceError):
+    """A purge would cut audit records younger than the retention period."""
+
+
+class AuditIntegrityError(GovernanceError):
+    """The audit trail fails verification (edited, deleted, inserted, reordered or truncated records)."""

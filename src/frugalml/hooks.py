@@ -16,6 +16,18 @@ from frugalml.params import FrugalParams, validate_parameters
 logger = logging.getLogger(__name__)
 
 
+def has_bytes(values: pd.Series) -> bool:
+    """Whether a column holds raw bytes (only object columns can).
+
+    Args:
+        values: A column.
+
+    Returns:
+        True when any value is ``bytes``.
+    """
+    return values.dtype == object and any(isinstance(value, bytes) for value in values)
+
+
 def frame_digest(frame: pd.DataFrame) -> str:
     """Content digest of a frame (values and column names, not the index).
 
@@ -28,7 +40,7 @@ def frame_digest(frame: pd.DataFrame) -> str:
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
     for column in frame.columns:
         values = frame[column]
-        if values.map(type).eq(bytes).any():
+        if has_bytes(values):
             for value in values:
                 digest.update(value if isinstance(value, bytes) else str(value).encode())
         else:
@@ -105,7 +117,7 @@ class DatasetLineageHook:
             archives = sorted(data["archive_sha256"].dropna().unique())
             tags["archive_sha256"] = ",".join(archives)[:5000]
             mlflow.set_tag("lineage.archive_sha256", ",".join(archives)[:5000])
-        profile = data.drop(columns=[c for c in data.columns if data[c].map(type).eq(bytes).any()])
+        profile = data.drop(columns=[c for c in data.columns if has_bytes(data[c])])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
             warnings.filterwarnings("ignore", message=".*[Ii]nteger column.*")

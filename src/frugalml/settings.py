@@ -5,10 +5,11 @@ from pathlib import Path
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
+from frugalml.governance.hooks import AccessControlHook, AuditHook
 from frugalml.hooks import DatasetLineageHook, ParameterValidationHook
 
 # kedro-mlflow registers its own hook through its plugin entry point (one MLflow run per `kedro run`).
-HOOKS = (ParameterValidationHook(), DatasetLineageHook())
+HOOKS = (ParameterValidationHook(), DatasetLineageHook(), AccessControlHook(), AuditHook())
 
 
 def project_path(relative: str = ".") -> str:
@@ -31,5 +32,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
         "mlflow": ["mlflow*", "mlflow*/**"],
+        "governance": ["governance*"],
     },
 }

@@ -46,6 +46,7 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         filepath: str,
         log_to_mlflow: bool = True,
         artifact_path: str = "model",
+        registered_model_name: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Configure.
@@ -54,8 +55,11 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             filepath: The model folder.
             log_to_mlflow: Also log to the active MLflow run on save.
             artifact_path: Name of the model in the run.
+            registered_model_name: Also register it as a new version of this registry model.
             metadata: Free-form Kedro metadata.
         """
+        self._registered_model_name = registered_model_name
+        self.last_registration: tuple[str, str] | None = None
         self._filepath = Path(filepath)
         self._log_to_mlflow = log_to_mlflow
         self._artifact_path = artifact_path
@@ -106,8 +110,9 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ii]nteger column.*")
             warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
-            mlflow.pyfunc.log_model(
+            info = mlflow.pyfunc.log_model(
                 name=self._artifact_path,
+                registered_model_name=self._registered_model_name,
                 python_model=str(package / "models" / "pyfunc_entry.py"),
                 artifacts={"model_dir": str(self._filepath)},
                 code_paths=[str(package)],
@@ -115,6 +120,8 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
                 input_example=example,
                 pip_requirements=_pip_requirements(),
             )
+        if self._registered_model_name and info.registered_model_version is not None:
+            self.last_registration = (self._registered_model_name, str(info.registered_model_version))
         logger.info("logged model '%s' to MLflow run %s", self._artifact_path, mlflow.active_run().info.run_id)
 
     def _exists(self) -> bool:

@@ -1,0 +1,325 @@
+"""Kedro hooks: access control before a run, and the audit trail of everything the run does.
+
+Two hook objects so that ordering is explicit: :class:`AccessControlHook` runs *first* before a pipeline (a
+refused user never opens an MLflow run), :class:`AuditHook` runs *last* (after kedro-mlflow opened the run,
+so events carry its id) and anchors the chain head into the run before kedro-mlflow closes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from kedro.framework.hooks import hook_impl
+
+from frugalml.errors import AccessDenied
+from frugalml.governance.audit import AuditLog
+from frugalml.governance.rbac import GovernanceConfig, Identity, check_pipelines, current_identity, parse_governance
+
+logger = logging.getLogger(__name__)
+
+
+def _run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def _git_commit(path: Path) -> str | None:
+    try:
+        result = subprocess.run(  # noqa: S603
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _digest_of(data: Any) -> tuple[str | None, int | None]:
+    """(content hash, rows) of a dataset's data, cheap enough for every load and save."""
+    from frugalml.hooks import frame_digest
+
+    if isinstance(data, pd.DataFrame):
+        return frame_digest(data), len(data)
+    if isinstance(data, dict | list | str | int | float | bool) or data is None:
+        try:
+            return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16], None
+        except (TypeError, ValueError):
+            return None, None
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()[:16], None
+    tensors = getattr(data, "tensors", None)
+    if callable(tensors):  # a TextClassifier: hash its weights
+        digest = hashlib.sha256()
+        for name, tensor in sorted(tensors().items()):
+            digest.update(name.encode())
+            digest.update(tensor.numpy().tobytes())
+        return digest.hexdigest()[:16], None
+    return None, None
+
+
+def _layer(catalog: Any, name: str) -> str | None:
+    try:
+        described = catalog[name]._describe()
+    except Exception:  # noqa: BLE001 - best effort
+        return None
+    path = str(described.get("filepath") or described.get("path") or "")
+    for part in Path(path).parts:
+        if part[:2].isdigit() and "_" in part:
+            return part
+    return None
+
+
+class GovernanceState:
+    """What both hooks share for one session: config, identity, the audit log."""
+
+    def __init__(self) -> None:
+        self.config: GovernanceConfig | None = None
+        self.identity: Identity | None = None
+        self.log: AuditLog | None = None
+        self.project_path: Path = Path.cwd()
+        self.env: str | None = None
+        self.conf_digests: dict[str, str] = {}
+        self.params: dict[str, Any] = {}
+
+
+STATE = GovernanceState()
+
+
+class AccessControlHook:
+    """Checks the acting user against ``governance.yml`` before any pipeline runs."""
+
+    def __init__(self, state: GovernanceState = STATE) -> None:
+        self.state = state
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        """Load the governance config and open the audit log.
+
+        Args:
+            context: The Kedro context.
+        """
+        try:
+            raw = context.config_loader["governance"]
+        except Exception:  # noqa: BLE001 - no governance.yml: defaults (audit on, nobody but local users)
+            raw = {}
+        state = self.state
+        state.config = parse_governance(raw)
+        state.project_path = Path(context.project_path)
+        state.env = context.env
+        state.params = dict(context.params)
+        audit = state.config.audit
+        path = Path(audit.path)
+        state.log = AuditLog(
+            path if path.is_absolute() else state.project_path / path, retention_days=audit.retention_days
+        )
+        conf = state.project_path / "conf"
+        state.conf_digests = {
+            str(p.relative_to(conf)): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in sorted(conf.rglob("*.yml"))
+            if "credentials" not in p.name
+        }
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Refuse the run when the user may not run these pipelines (the refusal is audited).
+
+        Args:
+            run_params: Kedro's run parameters.
+            pipeline: The pipeline.
+            catalog: The catalog.
+
+        Raises:
+            AccessDenied: Unknown user, missing role, or bad server credentials.
+        """
+        state = self.state
+        if state.config is None or state.log is None:
+            return
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = [names] if isinstance(names, str) else list(names)
+        try:
+            state.identity = current_identity(mlflow.get_tracking_uri())
+            roles = check_pipelines(state.config, state.identity, names)
+        except AccessDenied as error:
+            user = state.identity.user if state.identity else "<unauthenticated>"
+            if state.config.audit.enabled:
+                state.log.append("rbac.refused", actor=user, pipelines=names, reason=str(error))
+            logger.error("access refused: %s", error)
+            raise
+        if state.config.audit.enabled:
+            state.log.append(
+                "rbac.allowed",
+                actor=state.identity.user,
+                pipelines=names,
+                roles=roles,
+                identity_source=state.identity.source,
+            )
+
+
+class AuditHook:
+    """Records pipeline, node and dataset events with content hashes into the hash-chained audit trail."""
+
+    def __init__(self, state: GovernanceState = STATE) -> None:
+        self.state = state
+        self._digests: dict[int, tuple[Any, tuple[str | None, int | None]]] = {}
+        self._catalog: Any = None
+
+    @property
+    def _on(self) -> bool:
+        return bool(self.state.config and self.state.config.audit.enabled and self.state.log and self.state.identity)
+
+    def _append(self, kind: str, **data: Any) -> None:
+        assert self.state.log is not None and self.state.identity is not None
+        self.state.log.append(kind, actor=self.state.identity.user, run_id=_run_id(), **data)
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Record the start: who, what command, which commit, which parameters; and config changes.
+
+        Args:
+            run_params: Kedro's run parameters.
+            pipeline: The pipeline.
+            catalog: The catalog.
+        """
+        self._catalog = catalog
+        self._digests = {}
+        if not self._on:
+            return
+        state = self.state
+        params_digest = hashlib.sha256(json.dumps(state.params, sort_keys=True, default=str).encode()).hexdigest()
+        self._append(
+            "pipeline.start",
+            pipelines=run_params.get("pipeline_names") or run_params.get("pipeline_name"),
+            command=" ".join(sys.argv),
+            env=state.env,
+            git_commit=_git_commit(state.project_path),
+            params_digest=params_digest[:16],
+            conf_digests=state.conf_digests,
+        )
+        self._append("params.snapshot", params=state.params)
+        previous = self._previous_conf_digests()
+        if previous is not None:
+            changed = {
+                name: {"before": previous.get(name), "after": digest}
+                for name, digest in {**dict.fromkeys(previous), **state.conf_digests}.items()
+                if previous.get(name) != digest
+            }
+            if changed:
+                self._append("config.change", files=changed)
+
+    def _previous_conf_digests(self) -> dict[str, str] | None:
+        log = self.state.log
+        assert log is not None
+        starts = [r for r in log.records()[:-2] if r["kind"] == "pipeline.start"] if log.path.exists() else []
+        return starts[-1]["data"].get("conf_digests") if starts else None
+
+    @hook_impl
+    def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
+        """Record a node start.
+
+        Args:
+            node: The node.
+            inputs: Its inputs.
+        """
+        if self._on:
+            self._append("node.start", node=node.name)
+
+    @hook_impl
+    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
+        """Record a node end.
+
+        Args:
+            node: The node.
+            outputs: Its outputs.
+        """
+        if self._on:
+            self._append("node.end", node=node.name)
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node: Any) -> None:
+        """Record a node error.
+
+        Args:
+            error: What it raised.
+            node: The node.
+        """
+        if self._on:
+            self._append("node.error", node=node.name, error=f"{type(error).__name__}: {error}"[:2000])
+
+    def _dataset_event(self, kind: str, name: str, data: Any) -> None:
+        if not self._on or name.startswith("params:") or name == "parameters":
+            return
+        digest, rows = None, None
+        if self.state.config and self.state.config.audit.hash_datasets:
+            cached = self._digests.get(id(data))
+            if cached is not None and cached[0] is data:
+                digest, rows = cached[1]
+            else:
+                digest, rows = _digest_of(data)
+                self._digests[id(data)] = (data, (digest, rows))
+        self._append(kind, dataset=name, layer=_layer(self._catalog, name), content_hash=digest, rows=rows)
+        if kind == "dataset.save":
+            registered = getattr(self._dataset(name), "last_registration", None)
+            if registered:
+                self._append("registry.register", model=registered[0], version=registered[1], content_hash=digest)
+
+    def _dataset(self, name: str) -> Any:
+        try:
+            return self._catalog[name]
+        except Exception:  # noqa: BLE001 - best effort
+            return None
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any) -> None:
+        """Record a dataset read with its content hash.
+
+        Args:
+            dataset_name: Catalog name.
+            data: The data.
+        """
+        self._dataset_event("dataset.load", dataset_name, data)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        """Record a dataset write with its content hash.
+
+        Args:
+            dataset_name: Catalog name.
+            data: The data.
+        """
+        self._dataset_event("dataset.save", dataset_name, data)
+
+    def _close(self, kind: str, **data: Any) -> None:
+        self._append(kind, **data)
+        assert self.state.log is not None and self.state.identity is not None
+        anchor = self.state.log.anchor(actor=self.state.identity.user, run_id=_run_id())
+        if mlflow.active_run() is not None:
+            mlflow.set_tag("audit.head", f"{anchor['seq']}:{anchor['hash']}")
+        self._digests = {}
+
+    @hook_impl(tryfirst=True)
+    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        """Record the end and anchor the chain head into the MLflow run.
+
+        Args:
+            run_params: Kedro's run parameters.
+        """
+        if self._on:
+            self._close("pipeline.end")
+
+    @hook_impl(tryfirst=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any]) -> None:
+        """Record the failure and anchor the head.
+
+        Args:
+            error: What stopped the run.
+            run_params: Kedro's run parameters.
+        """
+        if self._on:
+            self._close("pipeline.error", error=f"{type(error).__name__}: {error}"[:2000])
