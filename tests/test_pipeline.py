@@ -150,8 +150,15 @@ def test_wrong_digest_stops_before_anything_is_written(tmp_path, corpus_path, mo
         chain.append(type(error))
         error = error.__cause__ or error.__context__
     assert ArchiveDigestError in chain
-    written = [p for p in (project / "data").rglob("*") if p.is_file()] if (project / "data").exists() else []
+    data = project / "data"
+    written = [p for p in data.rglob("*") if p.is_file() and "audit" not in p.parts] if data.exists() else []
     assert written == []
+    # the failure itself is audited, and the chain stays intact
+    from frugalml.governance.audit import AuditLog
+
+    log = AuditLog(data / "audit" / "audit.jsonl")
+    assert log.verify().ok
+    assert [r["kind"] for r in log.records()].count("pipeline.error") == 1
 
 
 def test_parameter_typo_fails_before_any_work(tmp_path, corpus_path, monkeypatch):

@@ -1,0 +1,290 @@
+"""A real MLflow ``basic-auth`` server on a free loopback port: passwords, users, permissions, a kedro run.
+
+One server serves the whole module (starting one takes ~10 s); every test talks to it over HTTP, no mocks.
+Passwords are generated per test session, so none is a fixed secret in git.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import secrets
+import stat
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+import mlflow
+import mlflow.tracking.fluent
+import pandas as pd
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from frugalml.errors import AccessDenied, GovernanceError
+from frugalml.governance.server import (
+    ADMIN_PASSWORD_ENV,
+    admin_password_from_env,
+    authenticated_user,
+    check_loopback,
+    free_port,
+    passwords_from_env,
+    provision,
+    start_server,
+    write_auth_config,
+)
+from tests.conftest import REPO
+from tests.test_pipeline import SMALL, make_project
+
+pytestmark = pytest.mark.slow
+
+ADMIN_PASSWORD = "admin-" + secrets.token_urlsafe(12)
+PASSWORDS = {user: f"{user}-" + secrets.token_urlsafe(12) for user in ("alice", "bob", "carol")}
+GOVERNANCE = yaml.safe_load((REPO / "conf" / "base" / "governance.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    """One authenticated MLflow server for the module, in a temp folder; always stopped at the end."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    handle = start_server(
+        port=free_port(),
+        backend_store_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifacts_destination=str(root / "artifacts"),
+        auth_dir=root / "auth",
+        admin_password=ADMIN_PASSWORD,
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        assert not handle.is_running()
+
+
+@pytest.fixture(scope="module")
+def provisioned(server) -> dict:
+    """The governance users created on the server (first provisioning)."""
+    return provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
+
+
+@pytest.fixture
+def login(server, monkeypatch: pytest.MonkeyPatch):
+    """``login(user)``: point MLflow at the server as that user; undo it (tracking URI, experiment) after."""
+    experiment_env = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+
+    def as_user(user: str) -> None:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORDS[user])
+        mlflow.set_tracking_uri(server.uri)
+
+    yield as_user
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # back to $MLFLOW_TRACKING_URI, which monkeypatch then restores
+    if experiment_env is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_env
+
+
+def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, Message]:
+    request = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.headers  # case-insensitive .get
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+# --- passwords and hosts are refused before anything starts -------------------------------------------------
+@pytest.mark.parametrize("password", ["", "password", "password1234", "admin", "PASSWORD1234", "changeme", "short-pw"])
+def test_empty_default_or_short_admin_password_is_refused(tmp_path: Path, password: str):
+    with pytest.raises(GovernanceError, match="admin"):
+        write_auth_config(tmp_path / "auth", admin_password=password)
+    with pytest.raises(GovernanceError, match="admin"):
+        start_server(
+            port=free_port(), backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifacts_destination=str(tmp_path / "artifacts"), auth_dir=tmp_path / "auth", admin_password=password,
+        )  # fmt: skip
+    assert not (tmp_path / "auth").exists()  # nothing written, no server started
+
+
+def test_admin_password_comes_from_env_and_is_never_defaulted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(ADMIN_PASSWORD_ENV, raising=False)
+    with pytest.raises(GovernanceError, match=rf"{ADMIN_PASSWORD_ENV}.*conf/local"):
+        admin_password_from_env()
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, "")
+    with pytest.raises(GovernanceError, match=ADMIN_PASSWORD_ENV):
+        admin_password_from_env()
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, "password1234")
+    with pytest.raises(GovernanceError, match="default") as refused:
+        admin_password_from_env()
+    assert "password1234" not in str(refused.value)  # a password never appears in an error
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, ADMIN_PASSWORD)
+    assert admin_password_from_env() == ADMIN_PASSWORD
+
+
+def test_passwords_from_env_uses_upper_case_user_variables(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUGALML_PASSWORD_ALICE", PASSWORDS["alice"])
+    monkeypatch.setenv("FRUGALML_PASSWORD_DATA_BOT", "bot-password-123")
+    monkeypatch.setenv("FRUGALML_PASSWORD_BOB", "")
+    monkeypatch.delenv("FRUGALML_PASSWORD_CAROL", raising=False)
+    found = passwords_from_env(["alice", "data-bot", "bob", "carol"])
+    assert found == {"alice": PASSWORDS["alice"], "data-bot": "bot-password-123"}
+
+
+def test_auth_config_is_what_mlflow_reads(tmp_path: Path):
+    password = "per%cent-" + secrets.token_urlsafe(8)  # '%' must survive MLflow's configparser interpolation
+    path = write_auth_config(tmp_path / "auth", admin_password=password)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    config = configparser.ConfigParser()  # exactly how mlflow.server.auth.config.read_auth_config reads it
+    config.read(path)
+    section = config["mlflow"]
+    assert section["admin_password"] == password and section["admin_username"] == "admin"
+    assert section["default_permission"] == "NO_PERMISSIONS"
+    assert section["database_uri"] == f"sqlite:///{(tmp_path / 'auth' / 'basic_auth.db').resolve()}"
+    assert section["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+    with pytest.raises(GovernanceError, match="default_permission"):
+        write_auth_config(tmp_path / "other", admin_password=password, default_permission="ALL")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "10.0.0.1", "example.com", "::", "mlflow.local"])
+def test_non_loopback_host_is_refused(tmp_path: Path, host: str):
+    with pytest.raises(GovernanceError, match="loopback"):
+        start_server(
+            host=host, port=free_port(), backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifacts_destination=str(tmp_path / "artifacts"), auth_dir=tmp_path / "auth",
+            admin_password=ADMIN_PASSWORD,
+        )  # fmt: skip
+    assert not (tmp_path / "auth").exists()
+
+
+def test_loopback_hosts_are_accepted():
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert check_loopback(host) == host
+
+
+# --- the running server ---------------------------------------------------------------------------------------
+def test_provisioning_creates_users_with_role_permissions_and_is_idempotent(server, provisioned):
+    assert sorted(provisioned["created"]) == ["alice", "bob", "carol"]
+    assert provisioned["skipped"] == [] and provisioned["updated"] == []
+    assert provisioned["permissions"] == {"alice": "EDIT", "bob": "READ", "carol": "READ"}
+    for user, password in PASSWORDS.items():
+        assert authenticated_user(server.uri, user, password) == user
+
+    again = provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
+    assert again["created"] == [] and again["updated"] == []
+    assert sorted(again["unchanged"]) == ["alice", "bob", "carol"]
+    assert again["experiment_id"] == provisioned["experiment_id"]
+
+    # a user whose password is not given is reported, not invented
+    partial = provision(server.uri, {"users": {"dave": ["viewer"]}}, admin_password=ADMIN_PASSWORD, passwords={})
+    assert partial["skipped"] == ["dave"] and partial["created"] == []
+
+
+def test_provisioning_resets_a_changed_password_and_role(server, provisioned):
+    new_password = "bob-new-" + secrets.token_urlsafe(10)
+    promoted = {"users": {"bob": ["data-scientist"]}}
+    changed = provision(server.uri, promoted, admin_password=ADMIN_PASSWORD, passwords={"bob": new_password})
+    assert changed["updated"] == ["bob"] and changed["permissions"] == {"bob": "EDIT"}
+    assert authenticated_user(server.uri, "bob", new_password) == "bob"
+    with pytest.raises(AccessDenied):
+        authenticated_user(server.uri, "bob", PASSWORDS["bob"])
+    back = provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
+    assert back["updated"] == ["bob"] and back["permissions"]["bob"] == "READ"
+    assert authenticated_user(server.uri, "bob", PASSWORDS["bob"]) == "bob"
+
+
+def test_provisioning_with_a_wrong_admin_password_is_refused(server, provisioned):
+    with pytest.raises(AccessDenied, match="'admin'") as refused:
+        provision(server.uri, GOVERNANCE, admin_password="not-the-admin-password", passwords=PASSWORDS)
+    assert "not-the-admin-password" not in str(refused.value)
+
+
+def test_authenticated_user_checks_the_password_with_the_server(server, provisioned):
+    assert authenticated_user(server.uri, "alice", PASSWORDS["alice"]) == "alice"
+    wrong = "wrong-" + secrets.token_urlsafe(8)
+    with pytest.raises(AccessDenied, match="'alice'") as refused:
+        authenticated_user(server.uri, "alice", wrong)
+    assert wrong not in str(refused.value) and PASSWORDS["alice"] not in str(refused.value)
+    with pytest.raises(AccessDenied, match="unauthenticated"):
+        authenticated_user(server.uri, None, None)
+    with pytest.raises(AccessDenied, match="'alice' has no password"):
+        authenticated_user(server.uri, "alice", "")
+    with pytest.raises(AccessDenied, match="'mallory'"):
+        authenticated_user(server.uri, "mallory", PASSWORDS["alice"])
+
+
+def test_unauthenticated_http_request_gets_401(server):
+    assert _get(f"{server.uri}/health")[0] == 200  # the only open door
+    status, headers = _get(f"{server.uri}/api/2.0/mlflow/experiments/search?max_results=1")
+    assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Basic")
+    assert _get(f"{server.uri}/api/2.0/mlflow/users/current", auth=("alice", "wrong-password-x"))[0] == 401
+
+
+def test_alice_logs_a_run_and_carol_the_viewer_may_only_read(server, provisioned, login, tmp_path: Path):
+    login("alice")
+    mlflow.set_experiment("frugalml")
+    note = tmp_path / "note.txt"
+    note.write_text("logged through the server's artifact proxy")
+    with mlflow.start_run(run_name="alice-run") as run:
+        mlflow.log_param("who", "alice")
+        mlflow.log_metric("score", 0.5)
+        mlflow.log_artifact(str(note))
+    finished = MlflowClient(server.uri).get_run(run.info.run_id)
+    assert finished.info.status == "FINISHED" and finished.data.metrics["score"] == 0.5
+    assert [a.path for a in MlflowClient(server.uri).list_artifacts(run.info.run_id)] == ["note.txt"]
+
+    login("carol")
+    experiment = mlflow.set_experiment("frugalml")  # READ: she can see the experiment and its runs
+    assert MlflowClient(server.uri).get_run(run.info.run_id).data.params["who"] == "alice"
+    with pytest.raises(MlflowException, match="Permission denied") as refused:
+        mlflow.start_run(experiment_id=experiment.experiment_id)
+    assert refused.value.get_http_status_code() == 403
+    assert mlflow.active_run() is None
+    with pytest.raises(MlflowException, match="Permission denied"):
+        MlflowClient(server.uri).log_metric(run.info.run_id, "score", 1.0)  # nor write into alice's run
+
+
+def test_kedro_split_run_as_alice_is_tracked_by_the_server(
+    server, provisioned, login, tmp_path: Path, corpus_path: Path, sample_emails: pd.DataFrame, monkeypatch
+):
+    validated = tmp_path / "emails_validated.parquet"
+    sample_emails.to_parquet(validated)
+    catalog = {"emails_validated": {"type": "pandas.ParquetDataset", "filepath": str(validated)}}
+    project = make_project(tmp_path, corpus_path, SMALL, catalog)
+    tracking = yaml.safe_load((REPO / "conf" / "base" / "mlflow.yml").read_text())["tracking"]
+    tracking["experiment"]["name"] = "frugalml"  # conf/local replaces whole top-level blocks: keep base's rest
+    local_mlflow = {"server": {"mlflow_tracking_uri": server.uri}, "tracking": tracking}
+    (project / "conf" / "local" / "mlflow.yml").write_text(yaml.safe_dump(local_mlflow))
+    login("alice")
+
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_names=["split"])
+
+    client = MlflowClient(server.uri)
+    experiment = client.get_experiment_by_name("frugalml")
+    assert experiment.experiment_id == provisioned["experiment_id"]
+    runs = client.search_runs([experiment.experiment_id], "tags.`mlflow.runName` = 'split'")
+    assert len(runs) == 1
+    run = client.get_run(runs[0].info.run_id)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    sizes = [metrics[f"split.{name}_rows"] for name in ("train", "dev", "dev_gold", "test", "unlabelled")]
+    assert sum(sizes) == len(sample_emails) and metrics["split.test_rows"] > 0
+    assert 0.0 < metrics["split.train_positive_rate"] < 1.0
+    assert (project / "data" / "03_primary" / "train_labelled.parquet").is_file()
+    assert not (project / "mlruns" / "mlflow.db").exists()  # nothing went to a local store
