@@ -1,0 +1,114 @@
+"""Governance end to end: the hooks in real kedro runs, and the `frugalml` commands on their results."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from frugalml.commands import main
+from frugalml.errors import AccessDenied
+from frugalml.governance.audit import AuditLog
+from tests.test_pipeline import SMALL, make_project, run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus_path):
+    """One default run on 300 real e-mails, shared by the tests below (they only read it)."""
+    tmp_path = tmp_path_factory.mktemp("governed")
+    project = make_project(tmp_path, corpus_path, SMALL)
+    with pytest.MonkeyPatch.context() as patch:
+        run_id = run(project, "__default__", patch)
+    return project, run_id
+
+
+def audit_of(project):
+    return AuditLog(project / "data" / "audit" / "audit.jsonl")
+
+
+def test_a_run_is_audited_with_hashes_and_anchored_in_mlflow(trained):
+    project, run_id = trained
+    log = audit_of(project)
+    assert log.verify().ok
+    records = [r for r in log.records() if r["run_id"] == run_id]
+    kinds = {r["kind"] for r in records}
+    assert {"pipeline.start", "params.snapshot", "node.start", "node.end", "dataset.load", "dataset.save",
+            "pipeline.end", "registry.register", "audit.anchor"} <= kinds  # fmt: skip
+    start = next(r for r in records if r["kind"] == "pipeline.start")
+    assert start["actor"] == getpass.getuser() and start["data"]["params_digest"]
+    saved = {r["data"]["dataset"]: r["data"] for r in records if r["kind"] == "dataset.save"}
+    assert saved["train_set"]["layer"] == "05_model_input" and saved["train_set"]["rows"] > 0
+    assert len(saved["train_set"]["content_hash"]) == 16
+    tags = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id).data.tags
+    seq, head = tags["audit.head"].split(":")
+    assert next(r for r in log.records() if r["seq"] == int(seq))["hash"] == head
+
+
+def test_cli_verify_report_and_check(trained, monkeypatch, capsys):
+    project, run_id = trained
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlruns/mlflow.db")
+    assert main(["audit", "verify"]) == 0
+    assert "intact" in capsys.readouterr().out
+    assert main(["audit", "report", "--model", "frugalml-text-classifier", "--version", "1"]) == 0
+    report = (project / "data" / "08_reporting" / "lineage" / "lineage_frugalml-text-classifier_v1.md").read_text()
+    assert "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb" in report  # raw archive digest
+    assert "train_set" in report and "quality.emails.passed" in report and run_id in report
+    assert main(["check", "--no-scan"]) == 1  # DP and watermark are not built yet: the checklist fails
+    out = capsys.readouterr().out
+    assert "PASS     audit chain intact" in out and "PASS     model artifacts in safe formats" in out
+    assert "FAIL     DP on with epsilon <= 2" in out and "PASS     no secrets in MLflow params" in out
+
+
+def test_cli_detects_tampering_and_refuses_purge_below_retention(trained, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    project, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy}/mlruns/mlflow.db")
+    assert main(["audit", "purge", "--before", "2020-01-01"]) == 2  # a data scientist may not purge
+    assert "may not 'audit.purge'" in capsys.readouterr().out
+    _govern(copy, {getpass.getuser(): ["admin"]}, [])
+    assert main(["audit", "purge", "--before", "2100-01-01"]) == 2  # an admin may, but not below retention
+    assert "refused" in capsys.readouterr().out
+    log = audit_of(copy)
+    assert log.records()[-1]["kind"] == "audit.purge_refused" and log.verify().ok
+    content = log.path.read_text().splitlines(keepends=True)
+    record = json.loads(content[10])
+    record["actor"] = "mallory"
+    content[10] = json.dumps(record) + "\n"
+    log.path.write_text("".join(content))
+    assert main(["audit", "verify"]) == 1
+    assert "BROKEN at line 11" in capsys.readouterr().out
+
+
+def _govern(project, users: dict, local_roles: list) -> None:
+    base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
+    base["users"] = users
+    base["identity"] = {"local_user_roles": local_roles}
+    (project / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump(base))
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [({getpass.getuser(): ["viewer"]}, "may not run pipeline 'train'"), ({}, "unknown user")],
+)
+def test_viewer_or_unknown_user_cannot_train(tmp_path, corpus_path, monkeypatch, users, message):
+    project = make_project(tmp_path, corpus_path, SMALL)
+    _govern(project, users, [])
+    with pytest.raises(AccessDenied, match=message):
+        run(project, "train", monkeypatch)
+    log = audit_of(project)
+    assert [r["kind"] for r in log.records()] == ["rbac.refused"] and log.verify().ok
+    store = project / "mlruns" / "mlflow.db"
+    if store.exists():  # no MLflow run was opened for the refused user
+        experiment = MlflowClient(f"sqlite:///{store}").get_experiment_by_name("frugalml")
+        assert experiment is None or not MlflowClient(f"sqlite:///{store}").search_runs([experiment.experiment_id])
+    assert not (project / "data" / "06_models").exists()
