@@ -32,6 +32,7 @@ from frugalml.governance.server import (
     authenticated_user,
     check_loopback,
     free_port,
+    main,
     passwords_from_env,
     provision,
     start_server,
@@ -170,6 +171,14 @@ def test_non_loopback_host_is_refused(tmp_path: Path, host: str):
     assert not (tmp_path / "auth").exists()
 
 
+def test_cli_start_refuses_a_missing_password_and_a_public_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(ADMIN_PASSWORD_ENV, raising=False)
+    assert main(["--project", str(tmp_path), "start", "--port", str(free_port())]) == 2
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, ADMIN_PASSWORD)
+    assert main(["--project", str(tmp_path), "start", "--host", "0.0.0.0", "--port", str(free_port())]) == 2
+    assert list(tmp_path.iterdir()) == []  # no mlruns/auth, no server
+
+
 def test_loopback_hosts_are_accepted():
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
         assert check_loopback(host) == host
@@ -191,6 +200,15 @@ def test_provisioning_creates_users_with_role_permissions_and_is_idempotent(serv
     # a user whose password is not given is reported, not invented
     partial = provision(server.uri, {"users": {"dave": ["viewer"]}}, admin_password=ADMIN_PASSWORD, passwords={})
     assert partial["skipped"] == ["dave"] and partial["created"] == []
+
+
+def test_cli_provisions_from_governance_yml_and_env(server, provisioned, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, ADMIN_PASSWORD)
+    for user, password in PASSWORDS.items():
+        monkeypatch.setenv(f"FRUGALML_PASSWORD_{user.upper()}", password)
+    assert main(["--project", str(REPO), "provision", "--uri", server.uri]) == 0
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, "wrong-" + ADMIN_PASSWORD)
+    assert main(["--project", str(REPO), "provision", "--uri", server.uri]) == 2
 
 
 def test_provisioning_resets_a_changed_password_and_role(server, provisioned):
@@ -258,7 +276,7 @@ def test_alice_logs_a_run_and_carol_the_viewer_may_only_read(server, provisioned
 
 
 def test_kedro_split_run_as_alice_is_tracked_by_the_server(
-    server, provisioned, login, tmp_path: Path, corpus_path: Path, sample_emails: pd.DataFrame, monkeypatch
+    server, provisioned, login, tmp_path: Path, corpus_path: Path, *, sample_emails: pd.DataFrame, monkeypatch
 ):
     validated = tmp_path / "emails_validated.parquet"
     sample_emails.to_parquet(validated)
