@@ -8,7 +8,7 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install run test bench ui lint clean
+.PHONY: install run test bench ui server lint clean
 
 $(STAMP): pyproject.toml constraints.txt setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -30,9 +30,15 @@ test: install  ## the test suite (what CI runs)
 
 bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.baseline
+	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.audit
 
 ui: install  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+server: install  ## MLflow basic-auth server on loopback; needs FRUGALML_ADMIN_PASSWORD (see docs/server.md)
+	@test -n "$$FRUGALML_ADMIN_PASSWORD" || { echo "set FRUGALML_ADMIN_PASSWORD (no default password)"; exit 1; }
+	$(BIN)/python -m frugalml.governance.server start
 
 lint: install
 	$(BIN)/ruff check src kernels tests benchmarks

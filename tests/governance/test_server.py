@@ -6,6 +6,7 @@ Passwords are generated per test session, so none is a fixed secret in git.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import os
 import secrets
@@ -97,8 +98,6 @@ def login(server, monkeypatch: pytest.MonkeyPatch):
 def _get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, Message]:
     request = urllib.request.Request(url)
     if auth:
-        import base64
-
         request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:

@@ -17,6 +17,7 @@ import argparse
 import atexit
 import base64
 import contextlib
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -425,10 +426,14 @@ def start_server(
         A handle with ``.uri``, ``.stop()``, ``.log_path``; a context manager.
 
     Raises:
-        GovernanceError: Not a loopback host, a refused password, a port in use, or a server that did not
-            come up (it is stopped before raising).
+        GovernanceError: Not a loopback host, a refused password, Flask-WTF missing, a port in use, or a
+            server that did not come up (it is stopped before raising).
     """
     check_loopback(host)
+    if importlib.util.find_spec("flask_wtf") is None:
+        raise GovernanceError(
+            "MLflow's basic-auth app needs Flask-WTF, which is not installed: pip install 'mlflow[auth]'"
+        )
     bare = host.strip("[]")
     with socket.socket(socket.AF_INET6 if ":" in bare else socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -697,9 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0, or 2 after a governance error.
+        The exit status: 0; 1 when the server died by itself; 2 after a governance error.
     """
-    parser = argparse.ArgumentParser(prog="python -m frugalml.governance.server", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m frugalml.governance.server", description="frugalml's authenticated MLflow server"
+    )
     parser.add_argument("--project", type=Path, default=Path.cwd(), help="project root (default: .)")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start the server, provision it, serve until Ctrl-C")
@@ -715,28 +722,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "provision":
             _provision_from_env(args.uri, project)
             return 0
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops the server like Ctrl-C
-        mlruns = project / "mlruns"
-        handle = start_server(
-            host=args.host,
-            port=args.port,
-            backend_store_uri=f"sqlite:///{(mlruns / 'mlflow.db').as_posix()}",
-            artifacts_destination=str(mlruns / "artifacts"),
-            auth_dir=mlruns / "auth",
-            admin_password=admin_password_from_env(),
-        )
-        with handle:
-            _provision_from_env(handle.uri, project)
-            logger.info("MLflow server at %s (log %s); Ctrl-C stops it", handle.uri, handle.log_path)
-            try:
-                code = handle.process.wait()
-            except KeyboardInterrupt:
-                return 0
-        logger.error("the MLflow server exited by itself (code %s); log %s", code, handle.log_path)
-        return 1
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` acts like Ctrl-C
+        try:
+            return _serve(args.host, args.port, project)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     except GovernanceError as error:
         logger.error("%s", error)
         return 2
+
+
+def _serve(host: str, port: int, project: Path) -> int:
+    mlruns = project / "mlruns"
+    handle = start_server(
+        host=host,
+        port=port,
+        backend_store_uri=f"sqlite:///{(mlruns / 'mlflow.db').as_posix()}",
+        artifacts_destination=str(mlruns / "artifacts"),
+        auth_dir=mlruns / "auth",
+        admin_password=admin_password_from_env(),
+    )
+    with handle:
+        _provision_from_env(handle.uri, project)
+        logger.info("MLflow server at %s (log %s); Ctrl-C stops it", handle.uri, handle.log_path)
+        try:
+            code = handle.process.wait()
+        except KeyboardInterrupt:
+            return 0
+    logger.error("the MLflow server exited by itself (code %s); log %s", code, handle.log_path)
+    return 1
 
 
 if __name__ == "__main__":
