@@ -60,10 +60,16 @@ def make_project(root: Path, *, audit: bool, governance: dict | None = None) -> 
 def kedro_run(project: Path, pipeline: str = "__default__") -> float:
     os.chdir(project)
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
-        started = time.perf_counter()
-        session.run(pipeline_names=[pipeline])
-        return time.perf_counter() - started
+    import mlflow
+
+    try:
+        with KedroSession.create(project_path=project) as session:
+            started = time.perf_counter()
+            session.run(pipeline_names=[pipeline])
+            return time.perf_counter() - started
+    finally:
+        while mlflow.active_run():  # kedro-mlflow may leave its run active in this thread; the next project
+            mlflow.end_run()  # would otherwise log into it
 
 
 def tamper_cases(log: AuditLog) -> dict[str, bool]:
@@ -189,7 +195,8 @@ def main() -> None:
     table.add_column("result")
     for name, ok in {**{f"tamper: {k}": v for k, v in tamper.items()},
                      **{f"abuse: {k}": v for k, v in abuse.items()}}.items():  # fmt: skip
-        table.add_row(name, "detected/refused" if ok else "MISSED")
+        expected = "accepted" if name.endswith("right_password_accepted") else "detected/refused"
+        table.add_row(name, expected if ok else "MISSED")
     table.add_row("pipeline s, audit on / off (median)", f"{with_audit:.2f} / {without:.2f}")
     console.print(table)
     abuse_only = {k: v for k, v in abuse.items() if k != "right_password_accepted"}

@@ -52,8 +52,12 @@ def make_project(tmp_path: Path, corpus: Path | str, params: dict, catalog: dict
 def run(project: Path, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.chdir(project)
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
-        session.run(pipeline_names=[pipeline])
+    try:
+        with KedroSession.create(project_path=project) as session:
+            session.run(pipeline_names=[pipeline])
+    finally:
+        while mlflow.active_run():  # a run left active would capture the next project's logging
+            mlflow.end_run()
     client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("frugalml")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])

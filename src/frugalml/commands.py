@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from frugalml.errors import AccessDenied, FrugalMLError
+from frugalml.errors import AccessDenied, ApprovalError, FrugalMLError, GovernanceError
 from frugalml.governance.audit import AuditLog
 from frugalml.governance.rbac import GovernanceConfig, Identity, check_operation, current_identity, load_governance
 
@@ -177,6 +177,78 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(item.status != "fail" for item in items) else 1
 
 
+def _approved(log: AuditLog, identity: Identity, request_id: str, operation: str, **expected: str) -> None:
+    """Consume an approved request whose details match the operation's target."""
+    from frugalml.governance.approvals import consume, requests
+
+    found = requests(log).get(request_id)
+    mismatched = {
+        key: value for key, value in expected.items() if found and str(found.details.get(key, value)) != str(value)
+    }
+    if mismatched:
+        log.append(
+            "approval.refused", actor=identity.user, request_id=request_id, reason=f"details differ: {mismatched}"
+        )
+        raise ApprovalError(f"request {request_id!r} was approved for other details: {found.details}")
+    consume(log, identity, request_id, operation)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """``frugalml promote``: set the production alias (two-person rule + passing checklist)."""
+    from mlflow.tracking import MlflowClient
+
+    from frugalml.governance.checklist import run_checklist
+
+    root, config, log = _context(args.env)
+    identity = current_identity()
+    _authorise(config, log, identity, "promote")
+    uri = default_tracking_uri(root)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = client.get_model_version(args.model, args.version).run_id
+    failed = [
+        i for i in run_checklist(root, config, log, uri, run_id=run_id, scan=not args.no_scan) if i.status == "fail"
+    ]
+    if failed:
+        reason = "; ".join(f"{i.name}: {i.detail}" for i in failed)
+        log.append(
+            "rbac.refused",
+            actor=identity.user,
+            operation="promote",
+            model=args.model,
+            version=args.version,
+            reason=f"deployment checklist failed: {reason}",
+        )
+        raise GovernanceError(f"promotion of {args.model} v{args.version} refused, the checklist fails: {reason}")
+    _approved(log, identity, args.request, "promote_production", model=args.model, version=args.version)
+    client.set_registered_model_alias(args.model, "production", args.version)
+    log.append(
+        "registry.alias",
+        actor=identity.user,
+        model=args.model,
+        version=args.version,
+        alias="production",
+        request_id=args.request,
+    )
+    console.print(f"{args.model} v{args.version} is now 'production'")
+    return 0
+
+
+def cmd_delete_run(args: argparse.Namespace) -> int:
+    """``frugalml runs delete RUN_ID --request ID`` (two-person rule)."""
+    from mlflow.tracking import MlflowClient
+
+    root, config, log = _context(args.env)
+    identity = current_identity()
+    _authorise(config, log, identity, "delete_runs")
+    client = MlflowClient(tracking_uri=default_tracking_uri(root))
+    client.get_run(args.run_id)  # exists
+    _approved(log, identity, args.request, "delete_runs", run_id=args.run_id)
+    client.delete_run(args.run_id)
+    log.append("registry.delete_run", actor=identity.user, run_id_deleted=args.run_id, request_id=args.request)
+    console.print(f"run {args.run_id} deleted")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface.
 
@@ -207,6 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("request_id")
     approve.set_defaults(func=cmd_approve)
     commands.add_parser("approvals", help="list requests").set_defaults(func=cmd_approvals)
+    promote = commands.add_parser("promote", help="set the production alias (approval + passing checklist)")
+    promote.add_argument("--model", required=True)
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--request", required=True, help="an approved promote_production request")
+    promote.add_argument("--no-scan", action="store_true", help="skip the dependency scan of the checklist")
+    promote.set_defaults(func=cmd_promote)
+    runs = commands.add_parser("runs", help="MLflow runs").add_subparsers(dest="runs_command", required=True)
+    delete = runs.add_parser("delete", help="delete a run (two-person rule)")
+    delete.add_argument("run_id")
+    delete.add_argument("--request", required=True, help="an approved delete_runs request")
+    delete.set_defaults(func=cmd_delete_run)
     check = commands.add_parser("check", help="deployment checklist; exit 1 if any item fails")
     check.add_argument("--run", help="the MLflow run of the model to check (default: the latest)")
     check.add_argument("--no-scan", action="store_true", help="skip the dependency vulnerability scan")

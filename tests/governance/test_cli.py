@@ -112,3 +112,46 @@ def test_viewer_or_unknown_user_cannot_train(tmp_path, corpus_path, monkeypatch,
         experiment = MlflowClient(f"sqlite:///{store}").get_experiment_by_name("frugalml")
         assert experiment is None or not MlflowClient(f"sqlite:///{store}").search_runs([experiment.experiment_id])
     assert not (project / "data" / "06_models").exists()
+
+
+def test_two_person_operations_through_the_cli(trained, tmp_path, monkeypatch, capsys):
+    import re
+    import shutil
+
+    from frugalml.governance.approvals import approve, requests
+    from frugalml.governance.rbac import Identity, load_governance
+
+    project, run_id = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    monkeypatch.chdir(copy)
+    uri = f"sqlite:///{copy}/mlruns/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    _govern(copy, {getpass.getuser(): ["data-scientist", "approver"], "bob": ["approver"]}, [])
+    log, config = audit_of(copy), load_governance(copy / "conf")
+
+    def request(*args: str) -> str:
+        assert main(["request", *args]) == 0
+        return re.search(r"request (\w+)", capsys.readouterr().out).group(1)
+
+    # deleting a run: refused without an approval, done with one from another user
+    pending = request("delete_runs", "--detail", f"run_id={run_id}")
+    assert main(["runs", "delete", run_id, "--request", pending]) == 2
+    assert "pending, not approved" in capsys.readouterr().out
+    assert main(["approve", pending]) == 2  # self-approval through the CLI
+    assert "cannot approve their own request" in capsys.readouterr().out
+    approve(log, config, Identity("bob", "mlflow-server"), pending)
+    assert main(["runs", "delete", run_id, "--request", pending]) == 0
+    assert MlflowClient(uri).get_run(run_id).info.lifecycle_stage == "deleted"
+    assert main(["runs", "delete", run_id, "--request", pending]) == 2  # used once
+    # promotion: approved, but the deployment checklist fails (no DP, no watermark): refused, not consumed
+    promotion = request("promote_production", "--detail", "model=frugalml-text-classifier", "--detail", "version=1")
+    approve(log, config, Identity("bob", "mlflow-server"), promotion)
+    capsys.readouterr()
+    assert main(["promote", "--model", "frugalml-text-classifier", "--version", "1", "--request", promotion,
+                 "--no-scan"]) == 2  # fmt: skip
+    assert "checklist fails" in capsys.readouterr().out
+    assert requests(log)[promotion].state == "approved"
+    client = MlflowClient(uri, registry_uri=uri)
+    assert "production" not in client.get_registered_model("frugalml-text-classifier").aliases
+    assert log.verify().ok

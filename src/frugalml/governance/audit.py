@@ -48,6 +48,7 @@ EVENT_KINDS: dict[str, str] = {
     "audit.verify": "the chain was verified (result)",
     "registry.register": "a model version was registered",
     "registry.alias": "a registry alias changed (e.g. production)",
+    "registry.delete_run": "an MLflow run was deleted (with its approved request)",
     "privacy.spend": "a DP training spent (epsilon, delta) of a dataset's budget",
     "watermark.verify": "a model's watermark was verified",
     "check.run": "the deployment checklist ran (each item's result)",

@@ -170,7 +170,7 @@ def run_checklist(
     Returns:
         The items, in order.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     run = _latest_run(client, run_id)
     params = run.data.params if run else {}
     items = []

@@ -51,7 +51,7 @@ def lineage_report(
         GovernanceError: When neither a run nor a model version is given, or it does not exist.
     """
     started = time.perf_counter()
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     model_version = None
     if model and version:
         try:
