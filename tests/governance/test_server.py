@@ -190,6 +190,15 @@ def test_provisioning_creates_users_with_role_permissions_and_is_idempotent(serv
     assert provisioned["permissions"] == {"alice": "EDIT", "bob": "READ", "carol": "READ"}
     for user, password in PASSWORDS.items():
         assert authenticated_user(server.uri, user, password) == user
+    with pytest.MonkeyPatch.context() as patch:  # the registry model gets the same permissions
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        from mlflow.server import get_app_client
+
+        auth = get_app_client("basic-auth", tracking_uri=server.uri)
+        granted = {u: auth.get_user_permission(u, "registered_model", "frugalml-text-classifier").permission
+                   for u in PASSWORDS}  # fmt: skip
+    assert granted == {"alice": "EDIT", "bob": "READ", "carol": "READ"}
 
     again = provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
     assert again["created"] == [] and again["updated"] == []

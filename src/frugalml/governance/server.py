@@ -554,6 +554,7 @@ def provision(
     admin_password: str,
     passwords: Mapping[str, str],
     experiment_name: str = "frugalml",
+    registered_models: Iterable[str] = ("frugalml-text-classifier",),
     admin_username: str = "admin",
 ) -> dict[str, Any]:
     """Create the governance users on the server and grant experiment permissions by role. Idempotent.
@@ -570,6 +571,7 @@ def provision(
         admin_password: The admin's password (the one the auth database was created with).
         passwords: User -> password (see :func:`passwords_from_env`); never logged.
         experiment_name: The experiment to create and grant on.
+        registered_models: Registry models each user gets the same permission on.
         admin_username: The admin's user name.
 
     Returns:
@@ -644,17 +646,24 @@ def provision(
             wanted = _experiment_permission(roles)
             if "admin" in roles or wanted is None:
                 continue  # admins may do anything; users without a mapped role get the default permission
-            current = auth.get_user_permission(name, "experiment", experiment_id).permission
-            if current != wanted:
+            changed = False
+            # the same permission on the experiment and on each registered model (granted before it exists)
+            for resource_type, resource_id in [("experiment", experiment_id)] + [
+                ("registered_model", model) for model in registered_models
+            ]:
+                current = auth.get_user_permission(name, resource_type, resource_id).permission
+                if current == wanted:
+                    continue
+                changed = True
                 try:
-                    auth.grant_user_permission(name, "experiment", experiment_id, wanted)
+                    auth.grant_user_permission(name, resource_type, resource_id, wanted)
                 except RestException as error:
                     if error.error_code != "RESOURCE_ALREADY_EXISTS":
                         raise
-                    auth.revoke_user_permission(name, "experiment", experiment_id)
-                    auth.grant_user_permission(name, "experiment", experiment_id, wanted)
-                if name not in summary["created"] and name not in summary["updated"]:
-                    summary["updated"].append(name)
+                    auth.revoke_user_permission(name, resource_type, resource_id)
+                    auth.grant_user_permission(name, resource_type, resource_id, wanted)
+            if changed and name not in summary["created"] and name not in summary["updated"]:
+                summary["updated"].append(name)
             summary["permissions"][name] = wanted
         summary["unchanged"] = [n for n in members if n not in summary["created"] and n not in summary["updated"]]
     logger.info(
