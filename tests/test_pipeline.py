@@ -191,7 +191,7 @@ def test_quality_gate_stops_a_bad_batch_and_keeps_the_evidence(tmp_path, corpus_
     report = json.loads((reporting / "emails_report.json").read_text())
     assert report["success"] is False and report["rows_quarantined"] > 0.5 * len(corrupted)
     assert (reporting / "data_docs_emails" / "index.html").is_file()
-    quarantine = pd.read_parquet(project / "data" / "02_intermediate" / "quality_quarantine.parquet")
+    quarantine = pd.read_parquet(project / "data" / "02_intermediate" / "emails_gate_quarantine.parquet")
     assert len(quarantine) == report["rows_quarantined"]
     assert not (project / "data" / "02_intermediate" / "emails_validated.parquet").exists()
 

@@ -4,8 +4,9 @@ the current model's training set; an optional suite proposal (``--params=profile
 from kedro.pipeline import Node, Pipeline
 
 from frugalml.nodes.drift import detect_drift
-from frugalml.nodes.quality import enforce_quality_gate, propose_suite, validate_with_suite
+from frugalml.nodes.quality import propose_suite
 from frugalml.nodes.split import validate_text_dataset
+from frugalml.pipelines.gates import quality_gate
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -16,24 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """
     return Pipeline(
         [
-            Node(
-                func=validate_with_suite,
-                inputs=["emails", "emails_suite", "params:quality", "params:data"],
-                outputs=[
-                    "emails_gate_passed",
-                    "quality_quarantine",
-                    "quality_report",
-                    "quality_metrics",
-                    "quality_data_docs",
-                ],
-                name="validate_emails_node",
-            ),  # fmt: skip
-            Node(
-                func=enforce_quality_gate,
-                inputs=["emails_gate_passed", "quality_report"],
-                outputs="emails_checked",
-                name="enforce_emails_gate_node",
-            ),
+            *quality_gate(batch="emails", suite="emails_suite", name="emails", output="emails_checked"),
             Node(
                 func=validate_text_dataset,
                 inputs=["emails_checked", "params:data"],

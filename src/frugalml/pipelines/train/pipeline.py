@@ -2,8 +2,8 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from frugalml.nodes.quality import enforce_quality_gate, validate_with_suite
 from frugalml.nodes.train import train_text_classifier
+from frugalml.pipelines.gates import quality_gate
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -14,24 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """
     return Pipeline(
         [
-            Node(
-                func=validate_with_suite,
-                inputs=["train_labelled", "training_set_suite", "params:quality", "params:data"],
-                outputs=[
-                    "train_gate_passed",
-                    "train_set_quarantine",
-                    "train_set_quality_report",
-                    "train_set_quality_metrics",
-                    "train_set_data_docs",
-                ],
-                name="validate_train_set_node",
-            ),  # fmt: skip
-            Node(
-                func=enforce_quality_gate,
-                inputs=["train_gate_passed", "train_set_quality_report"],
-                outputs="train_set",
-                name="enforce_train_set_gate_node",
-            ),
+            *quality_gate(batch="train_labelled", suite="training_set_suite", name="train_set", output="train_set"),
             Node(
                 func=train_text_classifier,
                 inputs=["train_set", "dev_labelled", "params:train", "params:data", "params:seed"],
