@@ -88,6 +88,10 @@ def test_truncated_file_is_detected(log):
     assert not result.ok and "truncated" in result.reason
     with pytest.raises(AuditIntegrityError, match="truncated"):
         log.require_intact()
+    size = log.path.stat().st_size
+    with pytest.raises(AuditIntegrityError, match="damaged"):  # nothing is chained onto a damaged record
+        log.append("node.start", actor="alice")
+    assert log.path.stat().st_size == size
 
 
 def test_deleting_the_last_records_is_caught_by_the_anchor(log):

@@ -141,8 +141,14 @@ class AuditLog:
                 chunk = handle.read(step) + chunk
                 lines = chunk.rstrip(b"\n").split(b"\n")
                 if len(lines) > 1 or position == 0:
-                    record = json.loads(lines[-1])
-                    return int(record["seq"]), str(record["hash"])
+                    try:
+                        record = json.loads(lines[-1])
+                        return int(record["seq"]), str(record["hash"])
+                    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                        raise AuditIntegrityError(
+                            f"the last record of {self.path} is damaged (truncated or edited): nothing more is "
+                            "appended until it is repaired; run `frugalml audit verify`"
+                        ) from None
             del end
         return 0, self._genesis()
 
