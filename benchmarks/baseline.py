@@ -54,7 +54,7 @@ def run_split(emails: pd.DataFrame, strategy: str, repeats: int) -> dict[str, An
     train, dev, _, test, _, _ = split_dataset(validated, split, params.data.model_dump(), params.seed)
     y_test = test["label"].astype(int).to_numpy()
 
-    ours_s, (model, _) = median_time(
+    ours_s, (model, _, _) = median_time(
         lambda: train_text_classifier(train, dev, train_params, params.data.model_dump(), params.seed), repeats
     )
     infer_s, probabilities = median_time(lambda: model.predict_proba(test), repeats)

@@ -106,6 +106,17 @@ class ModelParams(Strict):
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
+class PrivacyParams(Strict):
+    """Differentially private training (DP-SGD with Poisson sampling and ghost-norm clipping)."""
+
+    enabled: bool = False
+    target_epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    target_delta: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)  # null: 1 / (10 N)
+    max_grad_norm: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    accountant: Literal["prv", "rdp"] = "prv"
+    secure_mode: bool = False
+
+
 class TrainParams(Strict):
     """Optimiser and loop settings."""
 
@@ -120,6 +131,7 @@ class TrainParams(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, gt=0)
     progress: bool = True
+    privacy: PrivacyParams = Field(default_factory=PrivacyParams)
 
 
 class EvaluateParams(Strict):

@@ -25,7 +25,8 @@ def sets(sample_emails):
 
 def test_trains_to_a_useful_accuracy_on_600_real_emails(sets):
     train, dev, test = sets
-    model, history = train_text_classifier(train, dev, FAST, {}, 0)
+    model, history, report = train_text_classifier(train, dev, FAST, {}, 0)
+    assert report == {"enabled": False}
     metrics, report, figure, predictions = evaluate_classifier(model, test, {}, {})
     assert report["accuracy"] > 0.9
     assert report["roc_auc"] > 0.95
@@ -37,14 +38,14 @@ def test_trains_to_a_useful_accuracy_on_600_real_emails(sets):
 
 def test_training_is_reproducible_with_a_seed(sets):
     train, dev, test = sets
-    first, _ = train_text_classifier(train, dev, {**FAST, "epochs": 2}, {}, 3)
-    second, _ = train_text_classifier(train, dev, {**FAST, "epochs": 2}, {}, 3)
+    first, _, _ = train_text_classifier(train, dev, {**FAST, "epochs": 2}, {}, 3)
+    second, _, _ = train_text_classifier(train, dev, {**FAST, "epochs": 2}, {}, 3)
     assert np.array_equal(first.predict_proba(test), second.predict_proba(test))
 
 
 def test_bf16_autocast_runs_on_cpu(sets):
     train, dev, test = sets
-    model, _ = train_text_classifier(train, dev, {**FAST, "precision": "bf16", "epochs": 3}, {}, 0)
+    model, _, _ = train_text_classifier(train, dev, {**FAST, "precision": "bf16", "epochs": 3}, {}, 0)
     _, report, _, _ = evaluate_classifier(model, test, {}, {})
     assert report["accuracy"] > 0.85
 
@@ -52,7 +53,7 @@ def test_bf16_autocast_runs_on_cpu(sets):
 def test_hidden_layer_model_trains(sets):
     train, dev, test = sets
     params = {**FAST, "model": {"embedding_dim": 16, "hidden_dim": 16, "dropout": 0.1}}
-    model, _ = train_text_classifier(train, dev, params, {}, 0)
+    model, _, _ = train_text_classifier(train, dev, params, {}, 0)
     assert evaluate_classifier(model, test, {}, {})[1]["accuracy"] > 0.85
 
 
@@ -96,3 +97,35 @@ def test_ece_of_an_overconfident_model():
     probabilities = np.array([[0.0, 1.0]] * 10)
     y = np.array([1] * 7 + [0] * 3)
     assert expected_calibration_error(probabilities, y, bins=10) == pytest.approx(0.3)
+
+
+def test_private_training_spends_at_most_its_epsilon_and_still_learns(sets):
+    train, dev, test = sets
+    params = {**FAST, "epochs": 4, "batch_size": 32, "lr": 0.05,
+              "privacy": {"enabled": True, "target_epsilon": 8.0, "max_grad_norm": 1.0}}  # fmt: skip
+    model, history, report = train_text_classifier(train, dev, params, {}, 0)
+    assert report["enabled"] and 0 < report["epsilon"] <= 8.0 + 0.1
+    assert report["delta"] == pytest.approx(1 / (10 * len(train)))
+    assert report["noise_multiplier"] > 0 and report["steps"] > 0
+    epsilons = [point["value"] for point in history["epsilon"]]
+    assert epsilons == sorted(epsilons) and len(epsilons) == len(history["dev_loss"])
+    assert evaluate_classifier(model, test, {}, {})[1]["accuracy"] > 0.6
+
+
+@pytest.mark.parametrize(
+    ("privacy", "extra", "message"),
+    [
+        ({"target_epsilon": 0}, {}, "target_epsilon"),
+        ({"target_epsilon": float("nan")}, {}, "target_epsilon"),
+        ({"target_delta": -1}, {}, "target_delta"),
+        ({"target_delta": 0.5}, {}, "must be below 1/N"),
+        ({"accountant": "gdp2"}, {}, "accountant"),
+        ({}, {"batch_size": 10_000}, "larger than the"),
+    ],
+)
+def test_bad_privacy_settings_fail_before_training(sets, privacy, extra, message):
+    from frugalml.errors import ParameterError
+
+    train, dev, _ = sets
+    with pytest.raises(ParameterError, match=message):
+        train_text_classifier(train, dev, {**FAST, **extra, "privacy": {"enabled": True, **privacy}}, {}, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 from contextlib import nullcontext
 from typing import Any
@@ -17,10 +18,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from frugalml.errors import EmptyDatasetError, ModelError
+from frugalml.errors import EmptyDatasetError, ModelError, ParameterError
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
-from frugalml.params import DataSchema, TrainParams, parse_params
+from frugalml.params import DataSchema, PrivacyParams, TrainParams, parse_params
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: tor
 
 def train_text_classifier(
     train: pd.DataFrame, dev: pd.DataFrame, params: dict[str, Any], data: dict[str, Any], seed: int
-) -> tuple[TextClassifier, dict[str, Any]]:
+) -> tuple[TextClassifier, dict[str, Any], dict[str, Any]]:
     """Fit the classifier on ``train``, early-stopping on ``dev``.
 
     Args:
@@ -113,8 +114,9 @@ def train_text_classifier(
         seed: ``params:seed``.
 
     Returns:
-        The trained :class:`TextClassifier` (best dev epoch) and its per-epoch history as MLflow metrics
-        (``train_loss``, ``dev_loss``, ``dev_accuracy``, plus ``train_seconds`` and ``best_epoch``).
+        The trained :class:`TextClassifier` (best dev epoch), its per-epoch history as MLflow metrics
+        (``train_loss``, ``dev_loss``, ``dev_accuracy``, with DP ``epsilon`` and ``clipped_share``, plus
+        ``train_seconds`` and ``best_epoch``) and the privacy report (``{"enabled": False}`` without DP).
 
     Raises:
         EmptyDatasetError: When train or dev is empty or a training class is missing.
@@ -172,15 +174,20 @@ def train_text_classifier(
     ctx = autocast_context(config.precision, device)
 
     history: dict[str, list[dict[str, float]]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
+    private = PrivateTraining(config.privacy, rows=x_train.shape[0], batch_size=config.batch_size,
+                              epochs=config.epochs, seed=seed) if config.privacy.enabled else None  # fmt: skip
     best = (float("inf"), -1, copy.deepcopy(module.state_dict()))
     stale = 0
-    epochs = tqdm(range(config.epochs), desc="train", disable=not config.progress)
+    epochs = tqdm(range(config.epochs), desc="train (DP)" if private else "train", disable=not config.progress)
     for epoch in epochs:
         module.train()
-        order = rng.permutation(x_train.shape[0])
         total, seen = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for batch in private.batches(rng) if private else _shuffled_batches(rng, x_train.shape[0], config.batch_size):
+            if private:
+                stats = private.step(module, optimizer, lambda b=batch: module(*csr_to_bags(x_train[b], device)),
+                                     y_train_t[batch])  # fmt: skip
+                total, seen = total + stats["loss"] * len(batch), seen + len(batch)
+                continue
             with ctx:
                 logits = module(*csr_to_bags(x_train[batch], device))
             loss = torch.nn.functional.cross_entropy(logits.float(), y_train_t[batch])
@@ -190,8 +197,15 @@ def train_text_classifier(
             total += loss.item() * len(batch)
             seen += len(batch)
         dev_loss, dev_accuracy = _dev_loss(module, dev_bags, y_dev, ctx)
-        for key, value in (("train_loss", total / seen), ("dev_loss", dev_loss), ("dev_accuracy", dev_accuracy)):
+        for key, value in (
+            ("train_loss", total / max(seen, 1)),
+            ("dev_loss", dev_loss),
+            ("dev_accuracy", dev_accuracy),
+        ):
             history[key].append({"value": float(value), "step": epoch})
+        if private:
+            for key, value in private.epoch_metrics().items():
+                history.setdefault(key, []).append({"value": value, "step": epoch})
         epochs.set_postfix(dev_loss=f"{dev_loss:.4f}", dev_acc=f"{dev_accuracy:.4f}")
         if dev_loss < best[0] - 1e-4:
             best, stale = (dev_loss, epoch, copy.deepcopy(module.state_dict())), 0
@@ -207,4 +221,117 @@ def train_text_classifier(
     metrics: dict[str, Any] = dict(history)
     metrics["train_seconds"] = {"value": seconds, "step": 0}
     metrics["best_epoch"] = {"value": float(best[1]), "step": 0}
-    return classifier.to_cpu(), metrics
+    report = private.report() if private else {"enabled": False}
+    return classifier.to_cpu(), metrics, report
+
+
+def _shuffled_batches(rng: np.random.Generator, rows: int, batch_size: int) -> list[np.ndarray]:
+    order = rng.permutation(rows)
+    return [order[start : start + batch_size] for start in range(0, rows, batch_size)]
+
+
+class PrivateTraining:
+    """DP-SGD bookkeeping: Poisson batches, calibrated noise, ghost-norm clipping, the accountant.
+
+    The noise multiplier is calibrated (Opacus accountant ``prv`` or ``rdp``) so that ``epochs`` passes of
+    Poisson sampling at rate q = batch_size / N reach ``target_epsilon`` at ``target_delta``; the epsilon
+    actually spent (fewer steps when early stopping stops) is what the report gives.
+    """
+
+    def __init__(self, config: PrivacyParams, *, rows: int, batch_size: int, epochs: int, seed: int) -> None:
+        """Validate against the data and calibrate the noise.
+
+        Args:
+            config: ``params:train.privacy``.
+            rows: N, training rows.
+            batch_size: Expected (Poisson) batch size.
+            epochs: Planned epochs.
+            seed: Seeds the noise unless ``secure_mode``.
+
+        Raises:
+            ParameterError: delta >= 1/N, or a batch larger than the dataset.
+        """
+        from opacus.accountants import create_accountant
+        from opacus.accountants.utils import get_noise_multiplier
+
+        if batch_size > rows:
+            raise ParameterError(f"train.batch_size {batch_size} is larger than the {rows} training rows")
+        self.delta = config.target_delta if config.target_delta is not None else 1.0 / (10 * rows)
+        if self.delta >= 1.0 / rows:
+            raise ParameterError(
+                f"train.privacy.target_delta {self.delta:g} must be below 1/N = {1.0 / rows:g} (N = {rows} rows)"
+            )
+        if not config.secure_mode:
+            logger.warning("DP noise comes from a seeded PRNG (secure_mode: false); use secure_mode for production")
+        self.config, self.rows, self.sample_rate = config, rows, batch_size / rows
+        self.expected_batch_size = float(batch_size)
+        self.noise_multiplier = get_noise_multiplier(
+            target_epsilon=config.target_epsilon, target_delta=self.delta, sample_rate=self.sample_rate,
+            steps=epochs * round(1 / self.sample_rate), accountant=config.accountant,
+        )  # fmt: skip
+        self.accountant = create_accountant(mechanism=config.accountant)
+        self.generator = torch.Generator()
+        self.generator.manual_seed(int.from_bytes(os.urandom(8), "little") if config.secure_mode else seed)
+        self.steps, self._clipped, self._batches = 0, 0.0, 0
+
+    def batches(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """One epoch of Poisson-sampled batches (each row in each batch with probability q).
+
+        Args:
+            rng: The sampling generator.
+
+        Returns:
+            round(1/q) index arrays (possibly empty).
+        """
+        return [np.flatnonzero(rng.random(self.rows) < self.sample_rate) for _ in range(round(1 / self.sample_rate))]
+
+    def step(
+        self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, forward: Any, targets: torch.Tensor
+    ) -> dict:
+        """One clipped, noised step, accounted.
+
+        Args:
+            module: The model.
+            optimizer: Its optimiser.
+            forward: Computes the batch logits.
+            targets: Batch class indices.
+
+        Returns:
+            The step's loss and clipped share.
+        """
+        from frugalml.nodes.privacy import dp_sgd_step
+
+        stats = dp_sgd_step(module, optimizer, forward, targets, max_grad_norm=self.config.max_grad_norm,
+                            noise_multiplier=self.noise_multiplier, expected_batch_size=self.expected_batch_size,
+                            generator=self.generator)  # fmt: skip
+        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
+        self.steps += 1
+        self._clipped += stats["clipped_share"]
+        self._batches += 1
+        return stats
+
+    def epsilon(self) -> float:
+        """Epsilon spent so far at the configured delta."""
+        return float(self.accountant.get_epsilon(delta=self.delta)) if self.steps else 0.0
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Epsilon spent and the share of clipped samples in the epoch that just ended."""
+        clipped = self._clipped / max(self._batches, 1)
+        self._clipped, self._batches = 0.0, 0
+        return {"epsilon": self.epsilon(), "clipped_share": clipped}
+
+    def report(self) -> dict[str, Any]:
+        """The privacy report of the run."""
+        return {
+            "enabled": True,
+            "epsilon": self.epsilon(),
+            "target_epsilon": self.config.target_epsilon,
+            "delta": self.delta,
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": self.config.max_grad_norm,
+            "sample_rate": self.sample_rate,
+            "steps": self.steps,
+            "accountant": self.config.accountant,
+            "secure_mode": self.config.secure_mode,
+            "clipping": "per-sample, ghost norms (frugalml.nodes.privacy)",
+        }

@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 func=train_text_classifier,
                 inputs=["train_set", "dev_labelled", "params:train", "params:data", "params:seed"],
-                outputs=["text_classifier", "training_history"],
+                outputs=["text_classifier", "training_history", "privacy_report"],
                 name="train_text_classifier_node",
             ),
         ]
