@@ -249,6 +249,24 @@ def cmd_delete_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_privacy_status(args: argparse.Namespace) -> int:
+    """``frugalml privacy status``: lifetime epsilon spent and remaining per dataset."""
+    from frugalml.governance.ledger import status
+
+    _, config, log = _context(args.env)
+    identity = current_identity()
+    _authorise(config, log, identity, "privacy.status")
+    rows = status(log, config)
+    if not rows:
+        console.print(
+            f"no DP training recorded; default lifetime budget epsilon {config.privacy.default_budget_epsilon}"
+        )
+    for row in rows:
+        console.print(f"{row['dataset']}  spent {row['spent']:.3f} of {row['budget']:.3f}  "
+                      f"(remaining {row['remaining']:.3f}, {row['runs']} runs)")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface.
 
@@ -290,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("run_id")
     delete.add_argument("--request", required=True, help="an approved delete_runs request")
     delete.set_defaults(func=cmd_delete_run)
+    privacy = commands.add_parser("privacy", help="the privacy ledger").add_subparsers(
+        dest="privacy_command", required=True
+    )
+    privacy.add_parser("status", help="epsilon spent and remaining per dataset").set_defaults(func=cmd_privacy_status)
     check = commands.add_parser("check", help="deployment checklist; exit 1 if any item fails")
     check.add_argument("--run", help="the MLflow run of the model to check (default: the latest)")
     check.add_argument("--no-scan", action="store_true", help="skip the dependency vulnerability scan")

@@ -155,3 +155,37 @@ def test_two_person_operations_through_the_cli(trained, tmp_path, monkeypatch, c
     client = MlflowClient(uri, registry_uri=uri)
     assert "production" not in client.get_registered_model("frugalml-text-classifier").aliases
     assert log.verify().ok
+
+
+def test_privacy_ledger_refuses_a_run_over_budget_until_a_raise_is_approved(tmp_path, corpus_path, monkeypatch, capsys):
+    from frugalml.errors import GovernanceError
+    from frugalml.governance.approvals import approve, request_operation
+    from frugalml.governance.rbac import Identity, load_governance
+
+    private = {**SMALL, "train": {**SMALL["train"], "epochs": 2, "batch_size": 32,
+                                  "privacy": {"enabled": True, "target_epsilon": 1.0}}}  # fmt: skip
+    project = make_project(tmp_path, corpus_path, private)
+    base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
+    base["privacy"] = {"default_budget_epsilon": 1.5, "budgets": {}}
+    (project / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump(base))
+    run(project, "__default__", monkeypatch)  # spends at most 1.0 of 1.5
+    log = audit_of(project)
+    spends = [r for r in log.records() if r["kind"] == "privacy.spend"]
+    key = "archive:8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
+    assert [s["data"]["dataset"] for s in spends] == [key] and 0 < spends[0]["data"]["epsilon"] <= 1.01
+    model = project / "data" / "06_models" / "text_classifier" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    with pytest.raises(GovernanceError, match="privacy budget of archive:8d15.* would be exceeded"):
+        run(project, "train", monkeypatch)
+    assert model.stat().st_mtime_ns == stamp  # refused before training: no new model
+    assert log.records()[-1]["kind"] in ("audit.anchor", "pipeline.error")
+    monkeypatch.chdir(project)
+    assert main(["privacy", "status"]) == 0
+    assert "spent" in capsys.readouterr().out
+    config = load_governance(project / "conf")
+    me = Identity(getpass.getuser(), "os")
+    request = request_operation(log, config, me, "raise_privacy_budget", {"dataset": key, "epsilon": "3.0"})
+    approve(log, config, Identity("bob", "os"), request.request_id)
+    run(project, "train", monkeypatch)  # the approved raise is consumed, the run trains
+    assert model.stat().st_mtime_ns != stamp
+    assert [r["kind"] for r in log.records()].count("privacy.spend") == 2 and log.verify().ok

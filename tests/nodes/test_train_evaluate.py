@@ -129,3 +129,15 @@ def test_bad_privacy_settings_fail_before_training(sets, privacy, extra, message
     train, dev, _ = sets
     with pytest.raises(ParameterError, match=message):
         train_text_classifier(train, dev, {**FAST, **extra, "privacy": {"enabled": True, **privacy}}, {}, 0)
+
+
+def test_membership_inference_sees_an_overfit_model_and_not_a_random_split(sets):
+    from frugalml.nodes.evaluate import membership_inference
+
+    train, dev, test = sets
+    overfit, _, _ = train_text_classifier(train, dev, {**FAST, "epochs": 30, "patience": 30, "lr": 0.1}, {}, 0)
+    attack = membership_inference(overfit, train, test, {})
+    assert attack["auc"] > 0.55 and attack["rows"] == min(len(train), len(test))
+    # the same "attack" between two halves of unseen data is at chance
+    halves = membership_inference(overfit, test.iloc[::2], test.iloc[1::2], {})
+    assert abs(halves["auc"] - 0.5) < 0.1

@@ -76,6 +76,18 @@ def _layer(catalog: Any, name: str) -> str | None:
     return None
 
 
+def _privacy_of(node: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The enabled privacy settings of a training node's ``params:train`` input, else None."""
+    train = inputs.get("params:train")
+    privacy = train.get("privacy") if isinstance(train, dict) else None
+    return privacy if isinstance(privacy, dict) and privacy.get("enabled") else None
+
+
+def _training_frame(node: Any, inputs: dict[str, Any]) -> pd.DataFrame:
+    """The first DataFrame input of a training node (its training rows)."""
+    return next(value for name in node.inputs if isinstance(value := inputs.get(name), pd.DataFrame))
+
+
 class GovernanceState:
     """What both hooks share for one session: config, identity, the audit log."""
 
@@ -221,25 +233,42 @@ class AuditHook:
 
     @hook_impl
     def before_node_run(self, node: Any, inputs: dict[str, Any]) -> None:
-        """Record a node start.
+        """Record a node start; refuse a DP training that would exceed a privacy budget.
 
         Args:
             node: The node.
             inputs: Its inputs.
         """
-        if self._on:
-            self._append("node.start", node=node.name)
+        if not self._on:
+            return
+        self._append("node.start", node=node.name)
+        privacy = _privacy_of(node, inputs)
+        if privacy is not None:
+            from frugalml.governance.ledger import authorise_spend, dataset_keys
+
+            assert self.state.log is not None and self.state.config is not None and self.state.identity is not None
+            self._ledger_keys = dataset_keys(_training_frame(node, inputs))
+            authorise_spend(self.state.log, self.state.config, self.state.identity, self._ledger_keys,
+                            float(privacy["target_epsilon"]))  # fmt: skip
 
     @hook_impl
-    def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
-        """Record a node end.
+    def after_node_run(self, node: Any, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
+        """Record a node end, and the privacy budget a DP training spent.
 
         Args:
             node: The node.
+            inputs: Its inputs.
             outputs: Its outputs.
         """
-        if self._on:
-            self._append("node.end", node=node.name)
+        if not self._on:
+            return
+        self._append("node.end", node=node.name)
+        report = next((v for v in outputs.values() if isinstance(v, dict) and v.get("enabled") is True
+                       and "epsilon" in v and "noise_multiplier" in v), None)  # fmt: skip
+        if report is not None and _privacy_of(node, inputs) is not None:
+            for key in getattr(self, "_ledger_keys", []):
+                self._append("privacy.spend", dataset=key, epsilon=report["epsilon"], delta=report["delta"],
+                             noise_multiplier=report["noise_multiplier"], steps=report["steps"])  # fmt: skip
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Any) -> None:

@@ -41,10 +41,18 @@ class RoleSpec(_Strict):
     operations: list[str] = Field(default_factory=list)
 
 
+class PrivacyBudgets(_Strict):
+    """Lifetime epsilon budgets per dataset (ledger keys: ``archive:<sha256>`` or ``table:<digest>``)."""
+
+    default_budget_epsilon: float = Field(default=3.0, gt=0)
+    budgets: dict[str, float] = Field(default_factory=dict)
+
+
 class GovernanceConfig(_Strict):
     """The whole ``governance.yml``."""
 
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    privacy: PrivacyBudgets = Field(default_factory=PrivacyBudgets)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     users: dict[str, list[str]] = Field(default_factory=dict)

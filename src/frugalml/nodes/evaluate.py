@@ -182,3 +182,44 @@ def evaluate_classifier(
         if isinstance(value, int | float) and not isinstance(value, bool)
     }
     return metrics, report, figure, predictions
+
+
+def membership_inference(
+    model: TextClassifier, members: pd.DataFrame, non_members: pd.DataFrame, data: dict[str, Any], *, seed: int = 0
+) -> dict[str, float]:
+    """Loss-threshold membership-inference attack (Yeom et al.): lower loss suggests a training member.
+
+    Members and non-members are subsampled to the same size, so an AUC of 0.5 is chance.
+
+    Args:
+        model: The trained classifier.
+        members: Rows it was trained on.
+        non_members: Rows from the same distribution it never saw (e.g. the gold test set).
+        data: ``params:data``.
+        seed: Subsampling seed.
+
+    Returns:
+        ``auc`` and ``tpr_at_1pct_fpr`` of the attack, and ``rows`` per side.
+
+    Raises:
+        EmptyDatasetError: When either side is empty.
+    """
+    schema = parse_params(DataSchema, data, name="data")
+    size = min(len(members), len(non_members))
+    if size == 0:
+        raise EmptyDatasetError("membership inference needs members and non-members")
+    members = members.sample(n=size, random_state=seed)
+    non_members = non_members.sample(n=size, random_state=seed)
+    scores, truth = [], []
+    for frame, is_member in ((members, 1), (non_members, 0)):
+        probabilities = model.predict_proba(frame)
+        y = encode_labels(frame[schema.label_column], schema)
+        scores.append(np.log(np.clip(probabilities[np.arange(len(y)), y], 1e-12, 1.0)))  # = -loss
+        truth.append(np.full(len(y), is_member))
+    score, member = np.concatenate(scores), np.concatenate(truth)
+    fpr, tpr, _ = skm.roc_curve(member, score)
+    return {
+        "auc": float(skm.roc_auc_score(member, score)),
+        "tpr_at_1pct_fpr": float(np.interp(0.01, fpr, tpr)),
+        "rows": int(size),
+    }
