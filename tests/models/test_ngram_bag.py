@@ -54,3 +54,17 @@ def test_missing_text_column_at_inference_is_named(sample_emails):
     )
     with pytest.raises(KeyError, match="subject"):
         model.predict_proba(pd.DataFrame({"body": ["hello"]}))
+
+
+def test_bags_from_the_featuriser_hold_each_bucket_once(sample_emails):
+    """The contract `frugalml_unique_per_bag` (fast ghost norms) relies on."""
+    from frugalml.models.hashing import HashingConfig, HashingFeaturizer
+
+    model = NgramBagClassifier(2**12, 4, 2)
+    assert model.embedding.frugalml_unique_per_bag
+    counts = HashingFeaturizer(HashingConfig(buckets=2**12)).transform(
+        [sample_emails["subject"], sample_emails["body"]]
+    )
+    indices, offsets, _ = csr_to_bags(tfidf_weights(counts, None, sublinear=True))
+    bounds = [*offsets.tolist(), len(indices)]
+    assert all(len(set(indices[a:b].tolist())) == b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True))

@@ -24,7 +24,8 @@ def bag_batch(seed: int, n: int, buckets: int, with_duplicates: bool):
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, 9, (n,), generator=generator)
     lengths[0] = 0 if n > 2 else lengths[0]  # an empty bag
-    indices = torch.randint(0, buckets, (int(lengths.sum()),), generator=generator)
+    # unique buckets within each bag (what csr_to_bags produces), unless duplicates are asked for
+    indices = torch.cat([torch.randperm(buckets, generator=generator)[: int(k)] for k in lengths])
     if with_duplicates and len(indices) > 3:
         indices[1] = indices[2]  # a bucket twice in one bag (or across bags)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
@@ -43,6 +44,7 @@ def slice_bag(indices, offsets, weights, lengths, i):
 def test_ngram_bag_ghost_norms_match_per_sample_reference(seed, hidden, with_duplicates):
     torch.manual_seed(seed)
     model = NgramBagClassifier(50, 6, 3, hidden_dim=hidden)
+    model.embedding.frugalml_unique_per_bag = not with_duplicates  # duplicates take the general path
     indices, offsets, weights, lengths = bag_batch(seed, 7, 50, with_duplicates)
     targets = torch.randint(0, 3, (7,), generator=torch.Generator().manual_seed(seed))
     with GhostNorms(model) as ghost:
@@ -103,6 +105,7 @@ def test_unsupported_layers_are_refused():
 def test_dp_step_without_noise_equals_the_mean_of_clipped_per_sample_gradients():
     torch.manual_seed(0)
     model = NgramBagClassifier(40, 4, 2, hidden_dim=4)
+    model.embedding.frugalml_unique_per_bag = False
     indices, offsets, weights, lengths = bag_batch(5, 8, 40, True)
     targets = torch.randint(0, 2, (8,))
     clip = 0.05
@@ -144,3 +147,44 @@ def test_dp_step_adds_seeded_noise_of_the_right_scale():
                 max_grad_norm=2.0, noise_multiplier=3.0, expected_batch_size=10.0,
                 generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert big.weight.grad.std().item() == pytest.approx(3.0 * 2.0 / 10.0, rel=0.05)
+
+
+def _clipped_reference(model, forward_one, targets, clip):
+    expected = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+    for i in range(len(targets)):
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(forward_one(i), targets[i : i + 1]).backward()
+        norm = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
+        for name, p in model.named_parameters():
+            expected[name] += p.grad * min(1.0, clip / (float(norm) + 1e-6))
+    return expected
+
+
+@pytest.mark.parametrize("mode", ["tokens", "mean_bag"])
+def test_bookkeeping_step_matches_clipped_reference_for_every_layer_kind(mode):
+    torch.manual_seed(1)
+    if mode == "tokens":
+        model = nn.ModuleDict({"emb": nn.Embedding(15, 4), "norm": nn.LayerNorm(4), "out": nn.Linear(4, 2)})
+        ids = torch.randint(0, 15, (6, 5))
+        ids[0, 1] = ids[0, 3]
+        run = lambda x: model["out"](model["norm"](model["emb"](x)).mean(1))  # noqa: E731
+        forward_all, forward_one = (lambda: run(ids)), (lambda i: run(ids[i : i + 1]))
+    else:
+        model = nn.ModuleDict({"bag": nn.EmbeddingBag(25, 4, mode="mean"), "out": nn.Linear(4, 2)})
+        lengths = torch.tensor([2, 3, 1, 4, 2, 2])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+        indices = torch.randint(0, 25, (int(lengths.sum()),))
+        run = lambda idx, off: model["out"](model["bag"](idx, off))  # noqa: E731
+        forward_all = lambda: run(indices, offsets)  # noqa: E731
+
+        def forward_one(i: int) -> torch.Tensor:
+            start = int(offsets[i])
+            return run(indices[start : start + int(lengths[i])], torch.zeros(1, dtype=torch.long))
+
+    targets = torch.randint(0, 2, (6,))
+    expected = _clipped_reference(model, forward_one, targets, 0.1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    dp_sgd_step(model, torch.optim.SGD(model.parameters(), lr=1.0), forward_all, targets,
+                max_grad_norm=0.1, noise_multiplier=0.0, expected_batch_size=6.0)  # fmt: skip
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(before[name] - p.detach(), expected[name] / 6.0, rtol=1e-4, atol=1e-7)

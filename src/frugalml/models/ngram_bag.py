@@ -37,6 +37,8 @@ class NgramBagClassifier(nn.Module):
         """
         super().__init__()
         self.embedding = nn.EmbeddingBag(buckets, embedding_dim, mode="sum")
+        # inputs come from csr_to_bags of a summed CSR: no bucket appears twice in a bag (ghost norms use it)
+        self.embedding.frugalml_unique_per_bag = True
         nn.init.normal_(self.embedding.weight, std=0.02)
         layers: list[nn.Module] = []
         if hidden_dim:

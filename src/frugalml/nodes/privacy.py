@@ -108,41 +108,7 @@ class GhostNorms:
         self._squares = squares if self._squares is None else self._squares + squares
 
     def _norm(self, layer: nn.Module, grad_input: tuple, grad_output: tuple) -> None:
-        g = grad_output[0].detach().float()
-        saved = self._inputs[layer]
-        if isinstance(layer, nn.Linear):
-            a = saved[0].float()
-            if a.dim() != 2:
-                raise ModelError("Linear ghost norms support (N, d) inputs only")
-            squares = g.pow(2).sum(1) * a.pow(2).sum(1) if layer.weight.requires_grad else torch.zeros(len(g))
-            if layer.bias is not None and layer.bias.requires_grad:
-                squares = squares + g.pow(2).sum(1)
-        elif isinstance(layer, nn.LayerNorm):
-            x = saved[0].float()
-            dims = tuple(range(x.dim() - len(layer.normalized_shape), x.dim()))
-            xhat = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + layer.eps)
-            features = int(torch.tensor(layer.normalized_shape).prod())
-
-            def per_sample(t: torch.Tensor) -> torch.Tensor:  # sum over positions, then square: (N,)
-                return t.reshape(len(t), -1, features).sum(dim=1).pow(2).sum(dim=1)
-
-            squares = per_sample(g * xhat) if layer.elementwise_affine else torch.zeros(len(g))
-            if getattr(layer, "bias", None) is not None:
-                squares = squares + per_sample(g)
-        elif isinstance(layer, nn.EmbeddingBag):
-            indices, offsets, weights = saved
-            bag = _bag_of(offsets, len(indices))
-            w = torch.ones(len(indices), device=g.device) if weights is None else weights.float()
-            if layer.mode == "mean":
-                counts = torch.bincount(bag, minlength=len(offsets)).clamp(min=1).float()
-                w = w / counts[bag]
-            squares = g.pow(2).sum(1) * _grouped_square_sum(indices, bag, w, len(offsets))
-        else:  # nn.Embedding on (N, T) ids; g: (N, T, d)
-            ids = saved[0]
-            n = ids.shape[0]
-            sample = torch.arange(n, device=ids.device).repeat_interleave(ids[0].numel())
-            squares = _grouped_square_sum(ids.reshape(-1), sample, g.reshape(-1, g.shape[-1]), n)
-        self._add(squares)
+        self._add(squared_norms(layer, self._inputs[layer], grad_output[0]))
 
     def norms(self) -> torch.Tensor:
         """Per-sample gradient L2 norms over all parameters.
@@ -158,6 +124,70 @@ class GhostNorms:
         return self._squares.clamp(min=0).sqrt()
 
 
+def squared_norms(layer: nn.Module, saved: tuple, grad_output: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared gradient norms of one layer's parameters (the rules of the module docstring).
+
+    Args:
+        layer: A supported layer.
+        saved: Its forward inputs (EmbeddingBag: indices, offsets, per-sample weights).
+        grad_output: Gradient of the loss sum w.r.t. the layer's output.
+
+    Returns:
+        (N,) squared norms.
+    """
+    g = grad_output.detach().float()
+    if isinstance(layer, nn.Linear):
+        a = saved[0].float()
+        if a.dim() != 2:
+            raise ModelError("Linear ghost norms support (N, d) inputs only")
+        squares = g.pow(2).sum(1) * a.pow(2).sum(1)
+        return squares + g.pow(2).sum(1) if layer.bias is not None else squares
+    if isinstance(layer, nn.LayerNorm):
+        x = saved[0].float()
+        dims = tuple(range(x.dim() - len(layer.normalized_shape), x.dim()))
+        xhat = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + layer.eps)
+        features = int(torch.tensor(layer.normalized_shape).prod())
+        squares = (g * xhat).reshape(len(g), -1, features).sum(1).pow(2).sum(1)
+        if getattr(layer, "bias", None) is not None:
+            squares = squares + g.reshape(len(g), -1, features).sum(1).pow(2).sum(1)
+        return squares
+    if isinstance(layer, nn.EmbeddingBag):
+        indices, offsets, weights = saved
+        bag = _bag_of(offsets, len(indices))
+        w = torch.ones(len(indices), device=g.device) if weights is None else weights.float()
+        if layer.mode == "mean":
+            w = w / torch.bincount(bag, minlength=len(offsets)).clamp(min=1).float()[bag]
+        if getattr(layer, "frugalml_unique_per_bag", False):  # no bucket twice in a bag: no grouping needed
+            weight_squares = torch.zeros(len(offsets), device=g.device).index_add_(0, bag, w.pow(2))
+        else:
+            weight_squares = _grouped_square_sum(indices, bag, w, len(offsets))
+        return g.pow(2).sum(1) * weight_squares
+    ids = saved[0]  # nn.Embedding on (N, T) ids; g: (N, T, d)
+    sample = torch.arange(ids.shape[0], device=ids.device).repeat_interleave(ids[0].numel())
+    return _grouped_square_sum(ids.reshape(-1), sample, g.reshape(-1, g.shape[-1]), ids.shape[0])
+
+
+def _capture(module: nn.Module) -> tuple[list[tuple[nn.Module, tuple, torch.Tensor]], list[Any]]:
+    """Forward hooks that keep each supported layer's inputs and output (for book-keeping)."""
+    records: list[tuple[nn.Module, tuple, torch.Tensor]] = []
+
+    def keep(layer: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
+        if isinstance(layer, nn.EmbeddingBag):
+            offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
+            weights = args[2] if len(args) > 2 else kwargs.get("per_sample_weights")
+            saved = (args[0].detach(), offsets.detach(), None if weights is None else weights.detach())
+        else:
+            saved = (args[0].detach(),)
+        records.append((layer, saved, output))
+
+    handles = [
+        layer.register_forward_hook(keep, with_kwargs=True)
+        for layer in module.modules()
+        if isinstance(layer, SUPPORTED) and any(p.requires_grad for p in layer.parameters(recurse=False))
+    ]
+    return records, handles
+
+
 def dp_sgd_step(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -169,7 +199,10 @@ def dp_sgd_step(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
-    """One DP-SGD step with per-sample clipping by ghost norms (two backward passes, no per-sample grads).
+    """One DP-SGD step with per-sample clipping, by book-keeping: one forward, one backward to the layer
+    outputs only (no parameter gradients), the per-sample norms from the saved inputs and output gradients,
+    then each layer's clipped gradient by its own local backward with per-sample scaled output gradients — no
+    per-sample gradients and no second full pass.
 
     The update is ``(sum_i clip_C(grad_i) + N(0, sigma^2 C^2 I)) / expected_batch_size``, the estimator Opacus
     uses under Poisson sampling.
@@ -187,26 +220,37 @@ def dp_sgd_step(
     Returns:
         ``loss`` (mean, before clipping) and ``clipped_share`` (samples whose norm exceeded C).
     """
-    if len(targets) == 0:  # an empty Poisson batch still adds noise
-        optimizer.zero_grad(set_to_none=False)
-        for parameter in module.parameters():
-            if parameter.requires_grad:
-                parameter.grad = torch.zeros_like(parameter)
-        norms = torch.zeros(0)
-        loss_value = 0.0
-    else:
-        optimizer.zero_grad(set_to_none=True)
-        with GhostNorms(module) as ghost:
+    GhostNorms(module)  # validates the layers
+    optimizer.zero_grad(set_to_none=False)
+    named = {id(p): p for p in module.parameters() if p.requires_grad}
+    for parameter in named.values():
+        parameter.grad = torch.zeros_like(parameter)
+    loss_value, clipped = 0.0, 0.0
+    if len(targets):
+        records, handles = _capture(module)
+        try:
             losses = nn.functional.cross_entropy(forward().float(), targets, reduction="none")
-            losses.sum().backward()
-        norms = ghost.norms()
-        factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0).detach()
-        optimizer.zero_grad(set_to_none=True)
-        (nn.functional.cross_entropy(forward().float(), targets, reduction="none") * factors).sum().backward()
+        finally:
+            for handle in handles:
+                handle.remove()
+        outputs = [output for _, _, output in records]
+        output_grads = torch.autograd.grad(losses.sum(), outputs, retain_graph=True, allow_unused=True)
+        used = [(layer, saved, out, g) for (layer, saved, out), g in zip(records, output_grads, strict=True)
+                if g is not None]  # fmt: skip
+        norms = sum(squared_norms(layer, saved, g) for layer, saved, _, g in used).clamp(min=0).sqrt()
+        factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        for layer, _, out, g in used:
+            # each layer's clipped gradient: its own backward with the output gradient scaled per sample
+            params = [p for p in layer.parameters(recurse=False) if p.requires_grad]
+            scale = factors.reshape(-1, *([1] * (g.dim() - 1))).to(g.dtype)
+            for parameter, grad in zip(params, torch.autograd.grad(out, params, g * scale, retain_graph=True),
+                                       strict=True):  # fmt: skip
+                parameter.grad += grad
         loss_value = float(losses.detach().mean())
-    for parameter in module.parameters():
-        if parameter.requires_grad:
-            noise = torch.normal(0.0, noise_multiplier * max_grad_norm, parameter.shape, generator=generator)
-            parameter.grad = (parameter.grad + noise.to(parameter.grad.device)) / expected_batch_size
+        clipped = float((norms > max_grad_norm).float().mean())
+        del records, outputs, output_grads, used
+    for parameter in named.values():
+        noise = torch.normal(0.0, noise_multiplier * max_grad_norm, parameter.shape, generator=generator)
+        parameter.grad = (parameter.grad + noise.to(parameter.grad.device)) / expected_batch_size
     optimizer.step()
-    return {"loss": loss_value, "clipped_share": float((norms > max_grad_norm).float().mean()) if len(norms) else 0.0}
+    return {"loss": loss_value, "clipped_share": clipped}
