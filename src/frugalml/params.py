@@ -63,7 +63,7 @@ class IngestParams(Strict):
 class TemporalSplit(Strict):
     """Train on one era, test on a later one (shell-style patterns on a column)."""
 
-    column: str = "group"
+    column: str | None = None  # null: params:data.group_column
     train_patterns: list[str] = Field(default_factory=lambda: ["*-1"], min_length=1)
     test_patterns: list[str] = Field(default_factory=lambda: ["*-2"], min_length=1)
 

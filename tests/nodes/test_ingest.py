@@ -181,3 +181,10 @@ def test_empty_body_with_a_subject_keeps_the_subject():
     emails, quarantine, _ = parse_emails(one_row(b"From: a@example.com\nSubject: lunch at noon?\n\n"), {})
     assert quarantine.empty
     assert emails["subject"].iloc[0] == "lunch at noon?" and emails["body"].iloc[0] == ""
+
+
+def test_checksum_verification_can_be_turned_off(raw_corpus):
+    mismatched = raw_corpus[raw_corpus["member"].str.contains("00230.244a63cd74c81123ef26129453e32c95")]
+    checked, _, _ = parse_emails(mismatched, {})
+    unchecked, _, _ = parse_emails(mismatched, {"verify_message_checksums": False})
+    assert not checked["checksum_ok"].iloc[0] and unchecked["checksum_ok"].iloc[0]

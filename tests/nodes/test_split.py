@@ -115,3 +115,13 @@ def test_single_class_cannot_be_stratified(sample_emails):
     validated.loc[0, "label"] = 1
     with pytest.raises(EmptyDatasetError, match="fewer than 2"):
         split_dataset(validated, {}, EMAIL_SCHEMA, 0)
+
+
+def test_temporal_split_defaults_to_the_schema_group_column(sample_emails):
+    table = sample_emails.rename(columns={"group": "era_name"})
+    validated, _ = validate_text_dataset(table, {"group_column": "era_name"})
+    train, _, _, test, _, _ = split_dataset(validated, {"strategy": "temporal", "gold_dev_size": 0},
+                                            {"group_column": "era_name"}, 0)  # fmt: skip
+    assert set(test["era_name"]) == {"easy-ham-2", "spam-2"} and len(train)
+    with pytest.raises(SchemaError, match="needs column"):
+        split_dataset(validated, {"strategy": "temporal"}, {"group_column": None}, 0)

@@ -176,9 +176,12 @@ def split_dataset(
     if config.strategy == "random":
         rest, test = _stratified(labelled, config.test_fraction, label, seed, "test")
     else:
-        column = config.temporal.column
-        if column not in labelled.columns:
-            raise SchemaError(f"temporal split needs column '{column}', which the dataset lacks")
+        column = config.temporal.column or schema.group_column
+        if column is None or column not in labelled.columns:
+            raise SchemaError(
+                f"temporal split needs column {column!r} (split.temporal.column, else data.group_column), "
+                "which the dataset lacks"
+            )
         in_train = _matches(labelled[column], config.temporal.train_patterns)
         in_test = _matches(labelled[column], config.temporal.test_patterns) & ~in_train
         rest, test = labelled[in_train], labelled[in_test]
