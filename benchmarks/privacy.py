@@ -30,8 +30,8 @@ EPSILONS = ["0.5", "1", "2", "4", "8", "inf"]
 TRAIN = {"progress": False, "epochs": 5, "batch_size": 256, "lr": 0.05}
 
 
-def _step_probe(private: bool, buckets: int, queue: multiprocessing.Queue) -> None:
-    """In a fresh process: median step seconds and peak RSS growth over 10 steps."""
+def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue) -> None:
+    """In a fresh process: (None) median DP and plain step seconds, interleaved; (True/False) peak RSS growth."""
     import pandas as pd
 
     from frugalml.models.hashing import HashingConfig, HashingFeaturizer
@@ -55,16 +55,24 @@ def _step_probe(private: bool, buckets: int, queue: multiprocessing.Queue) -> No
         dp_sgd_step(model, optimizer, lambda: model(*bags), y, max_grad_norm=1.0, noise_multiplier=1.0,
                     expected_batch_size=256.0)  # fmt: skip
 
-    step = dp if private else plain
+    if private is None:  # timing: both steps interleaved in this one process, medians
+        times: dict[str, list[float]] = {"plain": [], "dp": []}
+        plain()
+        dp()
+        for _ in range(15):
+            for name, step in (("plain", plain), ("dp", dp)):
+                started = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - started)
+        queue.put((statistics.median(times["dp"]), statistics.median(times["plain"])))
+        return
+    step = dp if private else plain  # memory: one kind of step per fresh process
     step()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(10):
-        started = time.perf_counter()
+    for _ in range(5):
         step()
-        times.append(time.perf_counter() - started)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((statistics.median(times), max(peak - before, 0) + _step_memory(model)))
+    queue.put((0.0, max(peak - before, 0) + _step_memory(model)))
 
 
 def _step_memory(model: torch.nn.Module) -> int:
@@ -72,7 +80,7 @@ def _step_memory(model: torch.nn.Module) -> int:
     return sum(p.numel() * 4 * 4 for p in model.parameters()) // 1024
 
 
-def probe(private: bool, buckets: int) -> tuple[float, int]:
+def probe(private: bool | None, buckets: int) -> tuple[float, float]:
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     process = multiprocessing.get_context("spawn").Process(target=_step_probe, args=(private, buckets, queue))
     process.start()
@@ -102,8 +110,9 @@ def main() -> None:
         if epsilon in ("1", "inf"):
             attacks[epsilon] = membership_inference(model, train, test, data)
         console.print(f"epsilon {epsilon}: accuracy {accuracy[epsilon]}, spent {epsilon_spent[epsilon]}")
-    plain_s, plain_kib = probe(False, 2**16)
-    dp_s, dp_kib = probe(True, 2**16)
+    dp_s, plain_s = probe(None, 2**16)
+    _, plain_kib = probe(False, 2**16)
+    _, dp_kib = probe(True, 2**16)
     table = Table(title=f"DP on {len(emails)} e-mails (train {len(train)}, test {len(test)})")
     for column in ("target epsilon", "spent", "accuracy"):
         table.add_column(column)

@@ -224,7 +224,7 @@ def dp_sgd_step(
     optimizer.zero_grad(set_to_none=False)
     named = {id(p): p for p in module.parameters() if p.requires_grad}
     for parameter in named.values():
-        parameter.grad = torch.zeros_like(parameter)
+        parameter.grad = None  # each layer's clipped gradient is assigned below (zeros when a layer gets none)
     loss_value, clipped = 0.0, 0.0
     if len(targets):
         records, handles = _capture(module)
@@ -245,12 +245,16 @@ def dp_sgd_step(
             scale = factors.reshape(-1, *([1] * (g.dim() - 1))).to(g.dtype)
             for parameter, grad in zip(params, torch.autograd.grad(out, params, g * scale, retain_graph=True),
                                        strict=True):  # fmt: skip
-                parameter.grad += grad
+                parameter.grad = grad if parameter.grad is None else parameter.grad + grad
         loss_value = float(losses.detach().mean())
         clipped = float((norms > max_grad_norm).float().mean())
         del records, outputs, output_grads, used
     for parameter in named.values():
         noise = torch.normal(0.0, noise_multiplier * max_grad_norm, parameter.shape, generator=generator)
-        parameter.grad = (parameter.grad + noise.to(parameter.grad.device)) / expected_batch_size
+        if parameter.grad is None:
+            parameter.grad = noise.to(parameter.device)
+        else:
+            parameter.grad.add_(noise.to(parameter.grad.device))
+        parameter.grad.div_(expected_batch_size)
     optimizer.step()
     return {"loss": loss_value, "clipped_share": clipped}
