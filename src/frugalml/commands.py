@@ -52,6 +52,14 @@ def _context(env: str) -> tuple[Path, GovernanceConfig, AuditLog]:
     return root, config, log
 
 
+def _open(env: str, operation: str) -> tuple[Path, GovernanceConfig, AuditLog, Identity]:
+    """Project, governance config, audit log and the acting user, checked for ``operation`` (audited)."""
+    root, config, log = _context(env)
+    identity = current_identity()
+    _authorise(config, log, identity, operation)
+    return root, config, log, identity
+
+
 def _authorise(config: GovernanceConfig, log: AuditLog, identity: Identity, operation: str) -> None:
     try:
         check_operation(config, identity, operation)
@@ -80,9 +88,7 @@ def _mlflow_anchors(uri: str) -> list[tuple[int, str]]:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``frugalml audit verify``."""
-    root, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "audit.verify")
+    root, config, log, identity = _open(args.env, "audit.verify")
     result = log.verify(extra_anchors=_mlflow_anchors(default_tracking_uri(root)) if args.mlflow else None)
     console.print(str(result))
     if result.ok:
@@ -95,9 +101,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``frugalml audit report``."""
     from frugalml.governance.lineage import lineage_report
 
-    root, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "audit.report")
+    root, config, log, identity = _open(args.env, "audit.report")
     paths = lineage_report(
         log,
         default_tracking_uri(root),
@@ -113,9 +117,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """``frugalml audit purge --before DATE``."""
-    _, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "audit.purge")
+    _, config, log, identity = _open(args.env, "audit.purge")
     before = datetime.fromisoformat(args.before)
     before = before if before.tzinfo else before.replace(tzinfo=UTC)
     removed = log.purge(before, actor=identity.user)
@@ -151,9 +153,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     """``frugalml approvals``: the requests and their state."""
     from frugalml.governance.approvals import requests
 
-    _, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "audit.verify")
+    _, config, log, identity = _open(args.env, "audit.verify")
     for request in requests(log).values():
         console.print(
             f"{request.request_id}  {request.operation:22s} {request.state:9s} by {request.requested_by}"
@@ -166,9 +166,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``frugalml check``: the deployment checklist."""
     from frugalml.governance.checklist import run_checklist
 
-    root, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "check")
+    root, config, log, identity = _open(args.env, "check")
     items = run_checklist(root, config, log, default_tracking_uri(root), run_id=args.run, scan=not args.no_scan)
     for item in items:
         colour = {"pass": "green", "fail": "red", "skipped": "yellow"}[item.status]
@@ -199,9 +197,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     from frugalml.governance.checklist import run_checklist
 
-    root, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "promote")
+    root, config, log, identity = _open(args.env, "promote")
     uri = default_tracking_uri(root)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run_id = client.get_model_version(args.model, args.version).run_id
@@ -237,9 +233,7 @@ def cmd_delete_run(args: argparse.Namespace) -> int:
     """``frugalml runs delete RUN_ID --request ID`` (two-person rule)."""
     from mlflow.tracking import MlflowClient
 
-    root, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "delete_runs")
+    root, config, log, identity = _open(args.env, "delete_runs")
     client = MlflowClient(tracking_uri=default_tracking_uri(root))
     client.get_run(args.run_id)  # exists
     _approved(log, identity, args.request, "delete_runs", run_id=args.run_id)
@@ -253,9 +247,7 @@ def cmd_privacy_status(args: argparse.Namespace) -> int:
     """``frugalml privacy status``: lifetime epsilon spent and remaining per dataset."""
     from frugalml.governance.ledger import status
 
-    _, config, log = _context(args.env)
-    identity = current_identity()
-    _authorise(config, log, identity, "privacy.status")
+    _, config, log, identity = _open(args.env, "privacy.status")
     rows = status(log, config)
     if not rows:
         console.print(

@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 
-from frugalml.params import FrugalParams, validate_parameters
+from frugalml.params import validate_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class ParameterValidationHook:
         Args:
             context: The Kedro context.
         """
-        self.params: FrugalParams = validate_parameters(context.params)
+        validate_parameters(context.params)
 
 
 class DatasetLineageHook:

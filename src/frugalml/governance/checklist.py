@@ -87,7 +87,7 @@ def check_secrets_in_mlflow(client: MlflowClient) -> CheckItem:
     )
 
 
-def check_model_formats(client: MlflowClient, run, root: Path) -> CheckItem:  # noqa: ANN001
+def check_model_formats(client: MlflowClient, run) -> CheckItem:  # noqa: ANN001
     """The model's files are safetensors/ONNX; nothing a loader would unpickle."""
     if run is None:
         return CheckItem("model artifacts in safe formats", "fail", "no finished training run found")
@@ -210,7 +210,7 @@ def run_checklist(
     items.append(CheckItem("audit chain intact", "pass" if chain.ok else "fail", str(chain)))
     items.append(check_secrets_in_git(root))
     items.append(check_secrets_in_mlflow(client))
-    items.append(check_model_formats(client, run, root))
+    items.append(check_model_formats(client, run))
     items.append(
         check_dependencies(root) if scan else CheckItem("dependency vulnerability scan", "skipped", "--no-scan")
     )

@@ -50,6 +50,15 @@ def _grouped_square_sum(groups: torch.Tensor, sample: torch.Tensor, values: torc
     return torch.zeros(n, dtype=values.dtype, device=values.device).index_add_(0, owner, squares)
 
 
+def _saved_inputs(layer: nn.Module, args: tuple, kwargs: dict) -> tuple:
+    """What a forward hook keeps for the norm rules: EmbeddingBag (indices, offsets, weights), else (input,)."""
+    if isinstance(layer, nn.EmbeddingBag):
+        offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
+        weights = args[2] if len(args) > 2 else kwargs.get("per_sample_weights")
+        return args[0].detach(), offsets.detach(), None if weights is None else weights.detach()
+    return (args[0].detach(),)
+
+
 class GhostNorms:
     """Context manager that records per-sample squared gradient norms of a module during one backward pass.
 
@@ -96,13 +105,7 @@ class GhostNorms:
         self._inputs.clear()
 
     def _remember(self, layer: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
-        if isinstance(layer, nn.EmbeddingBag):
-            indices = args[0]
-            offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
-            weights = args[2] if len(args) > 2 else kwargs.get("per_sample_weights")
-            self._inputs[layer] = (indices.detach(), offsets.detach(), None if weights is None else weights.detach())
-        else:
-            self._inputs[layer] = (args[0].detach(),)
+        self._inputs[layer] = _saved_inputs(layer, args, kwargs)
 
     def _add(self, squares: torch.Tensor) -> None:
         self._squares = squares if self._squares is None else self._squares + squares
@@ -172,13 +175,7 @@ def _capture(module: nn.Module) -> tuple[list[tuple[nn.Module, tuple, torch.Tens
     records: list[tuple[nn.Module, tuple, torch.Tensor]] = []
 
     def keep(layer: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor) -> None:
-        if isinstance(layer, nn.EmbeddingBag):
-            offsets = args[1] if len(args) > 1 else kwargs.get("offsets")
-            weights = args[2] if len(args) > 2 else kwargs.get("per_sample_weights")
-            saved = (args[0].detach(), offsets.detach(), None if weights is None else weights.detach())
-        else:
-            saved = (args[0].detach(),)
-        records.append((layer, saved, output))
+        records.append((layer, _saved_inputs(layer, args, kwargs), output))
 
     handles = [
         layer.register_forward_hook(keep, with_kwargs=True)
