@@ -29,7 +29,7 @@ def test_defaults_match_the_base_files():
         exclude={"tracking"}
     )
     base = merged()
-    for block in ("data", "ingest", "split", "train", "evaluate"):
+    for block in ("data", "ingest", "split", "train", "evaluate", "weak_label"):
         assert set(base[block]) == set(FrugalParams.model_fields[block].default_factory().model_dump())
 
 

@@ -47,6 +47,10 @@ class ModelError(FrugalMLError, ValueError):
     """A model is not usable as configured (e.g. a layer that breaks per-sample gradients)."""
 
 
+class LabelingFunctionError(FrugalMLError, ValueError):
+    """A labelling function returned a value that is neither an abstain nor a class index, or is broken."""
+
+
 class GovernanceError(FrugalMLError):
     """A governance rule refused an operation (the refusal itself is audited)."""
 

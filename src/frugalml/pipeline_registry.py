@@ -7,6 +7,7 @@ from frugalml.pipelines.ingest import pipeline as ingest
 from frugalml.pipelines.quality import pipeline as quality
 from frugalml.pipelines.split import pipeline as split
 from frugalml.pipelines.train import pipeline as train
+from frugalml.pipelines.weak_label import pipeline as weak_label
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -19,10 +20,12 @@ def register_pipelines() -> dict[str, Pipeline]:
         "ingest": ingest.create_pipeline(),
         "quality": quality.create_pipeline(),
         "split": split.create_pipeline(),
+        "weak_label": weak_label.create_pipeline(),
         "train": train.create_pipeline(),
         "evaluate": evaluate.create_pipeline(),
     }
     # everything after ingest: what a user's own CSV/Parquet table (catalog entry `emails`) runs through
-    stages["modelling"] = stages["quality"] + stages["split"] + stages["train"] + stages["evaluate"]
+    modelling = ("quality", "split", "weak_label", "train", "evaluate")
+    stages["modelling"] = sum((stages[name] for name in modelling), Pipeline([]))
     stages["__default__"] = stages["ingest"] + stages["modelling"]
     return stages

@@ -70,17 +70,22 @@ class HtmlSiteDataset(AbstractDataset[dict[str, bytes], dict[str, bytes]]):
 
 class OptionalDataset(AbstractDataset[Any, Any]):
     """Wraps a dataset that may not exist yet (e.g. the training set of the current model, before the first
-    training): loading an absent one gives ``None`` instead of an error. Read-only."""
+    training): loading an absent one gives ``None`` instead of an error. Read-only unless ``writable``
+    (a stage's output that later stages may also run without, e.g. ``weak_labels``)."""
 
-    def __init__(self, *, dataset: dict[str, Any], metadata: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, *, dataset: dict[str, Any], writable: bool = False, metadata: dict[str, Any] | None = None
+    ) -> None:
         """Build the wrapped dataset.
 
         Args:
             dataset: The wrapped dataset's config (``type`` and its arguments).
+            writable: Let the entry save through to the wrapped dataset.
             metadata: Free-form Kedro metadata.
         """
         dataset_class, arguments = parse_dataset_definition(dict(dataset))
         self._dataset = dataset_class(**arguments)
+        self._writable = writable
         self.metadata = metadata
 
     def load(self) -> Any:
@@ -92,15 +97,20 @@ class OptionalDataset(AbstractDataset[Any, Any]):
         return self._dataset.load() if self._dataset.exists() else None
 
     def save(self, data: Any) -> None:
-        """Read-only.
+        """Save through to the wrapped dataset when ``writable``.
+
+        Args:
+            data: The data.
 
         Raises:
-            DatasetError: Always.
+            DatasetError: When the entry is read-only.
         """
-        raise DatasetError("OptionalDataset is read-only; save through the wrapped dataset's own entry")
+        if not self._writable:
+            raise DatasetError("OptionalDataset is read-only (writable: false); save through the wrapped dataset")
+        self._dataset.save(data)
 
     def _exists(self) -> bool:
         return self._dataset.exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"dataset": self._dataset._describe()}
+        return {"dataset": self._dataset._describe(), "writable": self._writable}

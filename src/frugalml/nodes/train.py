@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from frugalml.errors import EmptyDatasetError, ModelError, ParameterError
+from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, SchemaError
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
 from frugalml.params import DataSchema, PrivacyParams, TrainParams, parse_params
@@ -90,6 +90,41 @@ def encode_labels(labels: pd.Series, schema: DataSchema) -> np.ndarray:
         raise EmptyDatasetError(f"{int(labels.isna().sum())} rows of the training data have no label")
     index = {value: position for position, value in enumerate(schema.labels)}
     return np.array(labels.astype(int).map(index), dtype=np.int64)
+
+
+def soft_targets(frame: pd.DataFrame, schema: DataSchema, y: np.ndarray) -> np.ndarray:
+    """Training targets as class distributions: ``label_prob_<value>`` where given, one-hot elsewhere.
+
+    Rows without soft-label columns (hand labels) get the one-hot of their hard label, so a training set
+    that mixes hand and weak labels trains on both.
+
+    Args:
+        frame: Training rows.
+        schema: The dataset schema.
+        y: Hard class indices of ``frame`` (:func:`encode_labels`).
+
+    Returns:
+        (N, C) float32 rows summing to 1.
+
+    Raises:
+        SchemaError: When given soft labels are negative, NaN-mixed within a row, or do not sum to 1.
+    """
+    from frugalml.labels import prob_columns
+
+    targets = np.eye(len(schema.labels), dtype=np.float32)[y]
+    columns = prob_columns(schema.labels)
+    present = [c for c in columns if c in frame.columns]
+    if not present:
+        return targets
+    if len(present) != len(columns):
+        raise SchemaError(f"soft labels need every column {columns}; the training data has only {present}")
+    given = frame[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    some, full = np.isnan(given).any(axis=1), np.isnan(given).all(axis=1)
+    rows = ~some
+    if (some & ~full).any() or (given[rows] < 0).any() or not np.allclose(given[rows].sum(axis=1), 1, atol=1e-4):
+        raise SchemaError(f"soft labels in {columns} must be non-negative, complete per row and sum to 1")
+    targets[rows] = given[rows]
+    return targets
 
 
 def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: Any) -> tuple:
@@ -169,7 +204,9 @@ def train_text_classifier(
     )
     dev_bags = csr_to_bags(classifier.featurize(dev), device)
     y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
-    y_train_t = torch.from_numpy(y_train).to(device)
+    y_train_t = torch.from_numpy(
+        soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
+    ).to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ctx = autocast_context(config.precision, device)
 
