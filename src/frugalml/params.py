@@ -115,6 +115,7 @@ class PrivacyParams(Strict):
     max_grad_norm: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     accountant: Literal["prv", "rdp"] = "prv"
     secure_mode: bool = False
+    max_physical_batch_size: int | None = Field(default=None, gt=0)  # virtual steps: larger batches in chunks
 
 
 class TrainParams(Strict):

@@ -188,3 +188,33 @@ def test_bookkeeping_step_matches_clipped_reference_for_every_layer_kind(mode):
                 max_grad_norm=0.1, noise_multiplier=0.0, expected_batch_size=6.0)  # fmt: skip
     for name, p in model.named_parameters():
         torch.testing.assert_close(before[name] - p.detach(), expected[name] / 6.0, rtol=1e-4, atol=1e-7)
+
+
+def test_virtual_steps_give_the_same_update_as_one_physical_batch():
+    torch.manual_seed(1)
+    indices, offsets, weights, lengths = bag_batch(5, 12, 40, True)
+    targets = torch.randint(0, 2, (12,))
+    updates = []
+    for chunked in (False, True):
+        torch.manual_seed(2)
+        model = NgramBagClassifier(40, 4, 2, hidden_dim=4)
+        model.embedding.frugalml_unique_per_bag = False
+        before = [p.detach().clone() for p in model.parameters()]
+        parts = None
+        if chunked:  # three physical micro-batches of 5, 5 and 2 samples
+            parts = []
+            for start in (0, 5, 10):
+                rows = range(start, min(start + 5, 12))
+                bags = [slice_bag(indices, offsets, weights, lengths, i) for i in rows]
+                flat = (torch.cat([b[0] for b in bags]),
+                        torch.tensor([0, *torch.cumsum(torch.tensor([len(b[0]) for b in bags]), 0)[:-1].tolist()]),
+                        torch.cat([b[2] for b in bags]))  # fmt: skip
+                parts.append((lambda flat=flat, m=model: m(*flat), targets[start : start + 5]))
+        generator = torch.Generator().manual_seed(7)
+        dp_sgd_step(model, torch.optim.SGD(model.parameters(), lr=1.0), lambda m=model: m(indices, offsets, weights),
+                    targets, max_grad_norm=0.05, noise_multiplier=0.5, expected_batch_size=12.0, generator=generator,
+                    microbatches=parts)  # fmt: skip
+        updates.append([b - p.detach() for b, p in zip(before, model.parameters(), strict=True)])
+    for whole, chunked in zip(*updates, strict=True):
+        torch.testing.assert_close(whole, chunked, rtol=1e-4, atol=1e-7)
+    assert any(float(u.abs().sum()) > 0 for u in updates[0])

@@ -112,6 +112,15 @@ def test_private_training_spends_at_most_its_epsilon_and_still_learns(sets):
     assert evaluate_classifier(model, test, {}, {})[1]["accuracy"] > 0.6
 
 
+def test_virtual_steps_run_large_logical_batches_in_physical_chunks(sets):
+    train, dev, _ = sets
+    params = {**FAST, "epochs": 1, "batch_size": 64,
+              "privacy": {"enabled": True, "target_epsilon": 8.0, "max_physical_batch_size": 16}}  # fmt: skip
+    _, _, report = train_text_classifier(train, dev, params, {}, 0)
+    assert report["max_physical_batch_size"] == 16
+    assert report["physical_steps"] >= 3 * report["steps"]  # Poisson batches of ~64 rows in chunks of 16
+
+
 @pytest.mark.parametrize(
     ("privacy", "extra", "message"),
     [

@@ -221,8 +221,8 @@ def train_text_classifier(
         total, seen = 0.0, 0
         for batch in private.batches(rng) if private else _shuffled_batches(rng, x_train.shape[0], config.batch_size):
             if private:
-                stats = private.step(module, optimizer, lambda b=batch: module(*csr_to_bags(x_train[b], device)),
-                                     y_train_t[batch])  # fmt: skip
+                stats = private.step(module, optimizer, lambda rows: module(*csr_to_bags(x_train[rows], device)),
+                                     batch, y_train_t)  # fmt: skip
                 total, seen = total + stats["loss"] * len(batch), seen + len(batch)
                 continue
             with ctx:
@@ -309,7 +309,7 @@ class PrivateTraining:
         self.accountant = create_accountant(mechanism=config.accountant)
         self.generator = torch.Generator()
         self.generator.manual_seed(int.from_bytes(os.urandom(8), "little") if config.secure_mode else seed)
-        self.steps, self._clipped, self._batches = 0, 0.0, 0
+        self.steps, self._clipped, self._batches, self.physical_steps = 0, 0.0, 0, 0
 
     def batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         """One epoch of Poisson-sampled batches (each row in each batch with probability q).
@@ -323,24 +323,31 @@ class PrivateTraining:
         return [np.flatnonzero(rng.random(self.rows) < self.sample_rate) for _ in range(round(1 / self.sample_rate))]
 
     def step(
-        self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, forward: Any, targets: torch.Tensor
-    ) -> dict:
-        """One clipped, noised step, accounted.
+        self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, forward: Any, batch: np.ndarray,
+        targets: torch.Tensor,
+    ) -> dict:  # fmt: skip
+        """One clipped, noised step, accounted; in physical chunks when the batch is larger than
+        ``max_physical_batch_size`` (virtual steps: one noisy update per logical batch).
 
         Args:
             module: The model.
             optimizer: Its optimiser.
-            forward: Computes the batch logits.
-            targets: Batch class indices.
+            forward: Row indices -> logits of those rows.
+            batch: Row indices of the (Poisson) batch.
+            targets: Targets of every training row (indexed by ``batch``).
 
         Returns:
             The step's loss and clipped share.
         """
         from frugalml.nodes.privacy import dp_sgd_step
 
-        stats = dp_sgd_step(module, optimizer, forward, targets, max_grad_norm=self.config.max_grad_norm,
+        size = self.config.max_physical_batch_size or max(len(batch), 1)
+        chunks = [batch[start : start + size] for start in range(0, len(batch), size)] or [batch]
+        parts = [(lambda rows=rows: forward(rows), targets[rows]) for rows in chunks]
+        stats = dp_sgd_step(module, optimizer, parts[0][0], parts[0][1], max_grad_norm=self.config.max_grad_norm,
                             noise_multiplier=self.noise_multiplier, expected_batch_size=self.expected_batch_size,
-                            generator=self.generator)  # fmt: skip
+                            generator=self.generator, microbatches=parts)  # fmt: skip
+        self.physical_steps += len(chunks)
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
         self.steps += 1
         self._clipped += stats["clipped_share"]
@@ -368,6 +375,8 @@ class PrivateTraining:
             "max_grad_norm": self.config.max_grad_norm,
             "sample_rate": self.sample_rate,
             "steps": self.steps,
+            "physical_steps": self.physical_steps,
+            "max_physical_batch_size": self.config.max_physical_batch_size,
             "accountant": self.config.accountant,
             "secure_mode": self.config.secure_mode,
             "clipping": "per-sample, ghost norms (frugalml.nodes.privacy)",
