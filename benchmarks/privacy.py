@@ -14,13 +14,15 @@ import multiprocessing
 import resource
 import statistics
 import time
+from typing import Any
 
+import pandas as pd
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks._common import REPO, emit, load_corpus_emails, log_to_mlflow, machine
-from frugalml.nodes.evaluate import evaluate_classifier, membership_inference
+from frugalml.nodes.evaluate import evaluate_classifier, lira_membership_inference, membership_inference
 from frugalml.nodes.split import split_dataset, validate_text_dataset
 from frugalml.nodes.train import train_text_classifier
 from frugalml.params import load_project_parameters, validate_parameters
@@ -94,6 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1,500-message sample")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--shadows", type=int, default=8, help="LiRA-lite shadow models per audited model")
     args = parser.parse_args()
     started = time.perf_counter()
     params = validate_parameters(load_project_parameters(REPO / "conf"))
@@ -101,7 +104,7 @@ def main() -> None:
     emails = load_corpus_emails(1500 if args.quick else None)
     validated, _ = validate_text_dataset(emails, data)
     train, dev, _, test, _, _ = split_dataset(validated, {"gold_dev_size": 0}, data, params.seed)
-    accuracy, attacks, epsilon_spent = {}, {}, {}
+    accuracy, attacks, lira, epsilon_spent = {}, {}, {}, {}
     for epsilon in EPSILONS:
         privacy = {"enabled": epsilon != "inf", "target_epsilon": float(epsilon) if epsilon != "inf" else 1.0}
         model, _, report = train_text_classifier(train, dev, {**TRAIN, "privacy": privacy}, data, params.seed)
@@ -109,6 +112,13 @@ def main() -> None:
         epsilon_spent[epsilon] = round(report.get("epsilon", float("inf")), 3) if privacy["enabled"] else None
         if epsilon in ("1", "inf"):
             attacks[epsilon] = membership_inference(model, train, test, data)
+            recipe = {**TRAIN, "privacy": privacy, "progress": False}
+
+            def shadow(frame: pd.DataFrame, recipe: dict = recipe) -> Any:
+                return train_text_classifier(frame, dev, recipe, data, params.seed)[0]
+
+            lira[epsilon] = lira_membership_inference(model, train, test, shadow, data, shadows=args.shadows,
+                                                      seed=params.seed, progress=True)  # fmt: skip
         console.print(f"epsilon {epsilon}: accuracy {accuracy[epsilon]}, spent {epsilon_spent[epsilon]}")
     dp_s, plain_s = probe(None, 2**16)
     _, plain_kib = probe(False, 2**16)
@@ -130,6 +140,11 @@ def main() -> None:
         "mia_tpr_at_1pct_fpr_eps1": round(attacks["1"]["tpr_at_1pct_fpr"], 4),
         "mia_auc_nonprivate": round(attacks["inf"]["auc"], 4),
         "mia_tpr_at_1pct_fpr_nonprivate": round(attacks["inf"]["tpr_at_1pct_fpr"], 4),
+        "lira_auc_eps1": round(lira["1"]["auc"], 4),
+        "lira_tpr_at_1pct_fpr_eps1": round(lira["1"]["tpr_at_1pct_fpr"], 4),
+        "lira_auc_nonprivate": round(lira["inf"]["auc"], 4),
+        "lira_tpr_at_1pct_fpr_nonprivate": round(lira["inf"]["tpr_at_1pct_fpr"], 4),
+        "lira_shadows": args.shadows,
         "step_ratio_gpu": None,
         "step_ratio_gpu_note": "skipped: no GPU here, and the transformer model of the issue is not built yet",
         "quick": args.quick,
