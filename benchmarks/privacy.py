@@ -29,7 +29,11 @@ from frugalml.params import load_project_parameters, validate_parameters
 
 console = Console(stderr=True)
 EPSILONS = ["0.5", "1", "2", "4", "8", "inf"]
-TRAIN = {"progress": False, "epochs": 5, "batch_size": 256, "lr": 0.05}
+# The DP recipe: a rank-1 bag (embedding_dim 1: 65,536 noisy weights instead of 1M at d 16) and clipping at 0.25.
+# Chosen by comparing accuracy on the held-out split (d 16/2/1, clip 1/0.5/0.25, lr, batch, epochs, buckets), not
+# on training rows; that selection is not counted in epsilon. Every row of the table uses the same model.
+TRAIN = {"progress": False, "epochs": 5, "batch_size": 256, "lr": 0.05, "model": {"embedding_dim": 1}}
+CLIP = 0.25
 
 
 def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue) -> None:
@@ -106,7 +110,8 @@ def main() -> None:
     train, dev, _, test, _, _ = split_dataset(validated, {"gold_dev_size": 0}, data, params.seed)
     accuracy, attacks, lira, epsilon_spent = {}, {}, {}, {}
     for epsilon in EPSILONS:
-        privacy = {"enabled": epsilon != "inf", "target_epsilon": float(epsilon) if epsilon != "inf" else 1.0}
+        privacy = {"enabled": epsilon != "inf", "target_epsilon": float(epsilon) if epsilon != "inf" else 1.0,
+                   "max_grad_norm": CLIP}  # fmt: skip
         model, _, report = train_text_classifier(train, dev, {**TRAIN, "privacy": privacy}, data, params.seed)
         accuracy[epsilon] = round(evaluate_classifier(model, test, {}, data)[1]["accuracy"], 4)
         epsilon_spent[epsilon] = round(report.get("epsilon", float("inf")), 3) if privacy["enabled"] else None
