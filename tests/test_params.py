@@ -16,11 +16,17 @@ def merged(env: str | None = None) -> dict:
     return load_project_parameters(CONF, env)
 
 
-@pytest.mark.parametrize("env", [None, "gpu"])
+@pytest.mark.parametrize("env", [None, "gpu", "private"])
 def test_every_parameters_file_validates(env):
     params = validate_parameters(merged(env))
     assert isinstance(params, FrugalParams)
     assert params.data.text_columns == ["subject", "body"]
+
+
+def test_private_env_turns_dp_on_with_the_measured_recipe():
+    params = validate_parameters(merged("private"))
+    assert params.train.privacy.enabled and params.train.privacy.max_grad_norm == 0.25
+    assert params.train.model.embedding_dim == 1 and params.train.features.buckets == 65536  # base kept
 
 
 def test_defaults_match_the_base_files():
