@@ -51,6 +51,11 @@ class LabelingFunctionError(FrugalMLError, ValueError):
     """A labelling function returned a value that is neither an abstain nor a class index, or is broken."""
 
 
+class ProbabilityError(SchemaError):
+    """Predicted probabilities are unusable: NaN, outside [0, 1], rows not summing to 1, a wrong number of
+    classes, or ids that do not match the labelled rows they should describe."""
+
+
 class GovernanceError(FrugalMLError):
     """A governance rule refused an operation (the refusal itself is audited)."""
 

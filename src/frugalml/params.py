@@ -161,6 +161,36 @@ class WeakLabelParams(Strict):
         return value
 
 
+class DataIssueParams(Strict):
+    """Near duplicates, outliers and non-IID ordering (cleanlab's Datalab issue managers on hashed tf-idf)."""
+
+    enabled: bool = True
+    k: int = Field(default=10, ge=1)  # neighbours in the cosine kNN graph
+    near_duplicate_threshold: float = Field(default=0.13, ge=0, allow_inf_nan=False)  # x median NN distance
+    outlier_threshold: float | None = Field(default=None, gt=0, le=1)  # null: cleanlab's default (0.37)
+    duplicates: Literal["keep", "remove"] = "keep"  # remove: all but the first of each set (remove/relabel)
+
+
+class CleanParams(Strict):
+    """Label cleaning: out-of-fold probabilities, cleanlab issue finding, and the policy that applies it."""
+
+    policy: Literal["none", "review", "remove", "relabel"] = "review"
+    weak_policy: Literal["review", "remove", "relabel"] | None = "remove"  # null: same as policy
+    folds: int = Field(default=5, ge=2)
+    rounds: int = Field(default=2, ge=1)
+    models: list[str] = Field(default_factory=lambda: ["ngram_bag", "naive_bayes"], min_length=1)
+    filter_by: Literal[
+        "prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+        "low_normalized_margin", "low_self_confidence",
+    ] = "prune_by_noise_rate"  # fmt: skip
+    rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
+    relabel_min_confidence: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
+    review_text_chars: int = Field(default=2000, ge=0)
+    report_top: int = Field(default=25, ge=0)
+    progress: bool = True
+    data_issues: DataIssueParams = Field(default_factory=DataIssueParams)
+
+
 class EvaluateParams(Strict):
     """Evaluation settings."""
 
@@ -214,6 +244,7 @@ class FrugalParams(Strict):
     train: TrainParams = Field(default_factory=TrainParams)
     evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     weak_label: WeakLabelParams = Field(default_factory=WeakLabelParams)
+    clean: CleanParams = Field(default_factory=CleanParams)
     tracking: TrackingParams = Field(default_factory=TrackingParams)
     quality: QualityParams = Field(default_factory=QualityParams)
     drift: DriftParams = Field(default_factory=DriftParams)

@@ -2,6 +2,7 @@
 
 from kedro.pipeline import Pipeline
 
+from frugalml.pipelines.clean import pipeline as clean
 from frugalml.pipelines.evaluate import pipeline as evaluate
 from frugalml.pipelines.ingest import pipeline as ingest
 from frugalml.pipelines.quality import pipeline as quality
@@ -21,11 +22,12 @@ def register_pipelines() -> dict[str, Pipeline]:
         "quality": quality.create_pipeline(),
         "split": split.create_pipeline(),
         "weak_label": weak_label.create_pipeline(),
+        "clean": clean.create_pipeline(),
         "train": train.create_pipeline(),
         "evaluate": evaluate.create_pipeline(),
     }
     # everything after ingest: what a user's own CSV/Parquet table (catalog entry `emails`) runs through
-    modelling = ("quality", "split", "weak_label", "train", "evaluate")
+    modelling = ("quality", "split", "weak_label", "clean", "train", "evaluate")
     stages["modelling"] = sum((stages[name] for name in modelling), Pipeline([]))
     stages["__default__"] = stages["ingest"] + stages["modelling"]
     return stages

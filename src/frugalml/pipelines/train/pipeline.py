@@ -1,4 +1,4 @@
-"""train: ``train_labelled`` -> training-set gate -> ``train_set`` -> ``text_classifier`` (logged to MLflow)."""
+"""train: ``train_clean`` -> training-set gate -> ``train_set`` -> ``text_classifier`` (logged to MLflow)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -14,7 +14,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     """
     return Pipeline(
         [
-            *quality_gate(batch="train_labelled", suite="training_set_suite", name="train_set", output="train_set"),
+            *quality_gate(batch="train_clean", suite="training_set_suite", name="train_set", output="train_set"),
             Node(
                 func=train_text_classifier,
                 inputs=["train_set", "dev_labelled", "params:train", "params:data", "params:seed"],
