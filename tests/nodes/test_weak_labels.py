@@ -213,3 +213,14 @@ def test_soft_targets_mix_hand_and_weak_labels_and_reject_bad_rows():
         soft_targets(frame.assign(label_prob_1=[np.nan, 0.9, 0.4]), schema, np.array([0, 1, 1]))
     with pytest.raises(SchemaError, match="every column"):
         soft_targets(frame.drop(columns=["label_prob_1"]), schema, np.array([0, 1, 1]))
+
+
+def test_dp_training_accepts_soft_targets(sample_emails):
+    train = sample_emails.iloc[:300].assign(
+        label_prob_1=lambda f: f["label"] * 0.9 + 0.05, label_prob_0=lambda f: 0.95 - f["label"] * 0.9
+    )
+    params = {"targets": "soft", "epochs": 2, "batch_size": 50, "progress": False, "features": {"buckets": 4096},
+              "privacy": {"enabled": True, "target_epsilon": 8.0}}  # fmt: skip
+    _, history, report = train_text_classifier(train, sample_emails.iloc[300:], params, DATA, 0)
+    assert report["steps"] > 0 and 0 < report["epsilon"] <= 8.1
+    assert all(np.isfinite(point["value"]) for point in history["train_loss"])
