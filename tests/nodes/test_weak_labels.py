@@ -114,6 +114,12 @@ def test_leave_one_out_reports_an_effect_per_lf(pool_and_dev):
     _, _, summary, _, _ = weak_label(pool, dev, FAST | {"leave_one_out": True}, DATA, 0)
     assert summary["loo_delta"].notna().all()
     assert set(summary["verdict"]) <= {"helps", "hurts", "neutral"}
+    # majority vote: an LF silent on the dev set cannot change dev accuracy; some LF must
+    config = FAST | {"leave_one_out": True, "label_model": "majority"}
+    _, _, summary, _, _ = weak_label(pool, dev, config, DATA, 0)
+    assert (summary.loc[summary["dev_votes"] == 0, "loo_delta"] == 0).all()
+    assert (summary["loo_delta"] != 0).any()
+    assert (np.sign(summary["loo_delta"]) == summary["verdict"].map({"helps": 1, "hurts": -1, "neutral": 0})).all()
 
 
 def test_users_lf_by_name_in_every_applier(pool_and_dev, custom_lfs):
@@ -224,3 +230,12 @@ def test_dp_training_accepts_soft_targets(sample_emails):
     _, history, report = train_text_classifier(train, sample_emails.iloc[300:], params, DATA, 0)
     assert report["steps"] > 0 and 0 < report["epsilon"] <= 8.1
     assert all(np.isfinite(point["value"]) for point in history["train_loss"])
+
+
+def test_no_fitting_lf_and_an_empty_pool_gives_empty_outputs(pool_and_dev):
+    pool, dev, _ = pool_and_dev
+    data = DATA | {"label_names": ["negative", "positive"]}
+    weak, abstained, summary, figure, metrics = weak_label(pool.iloc[0:0], dev, FAST, data, 0)
+    assert weak.empty and abstained.empty and summary.empty and figure is not None
+    assert {"label_source", "label_confidence", "label_prob_0", "label_prob_1"} <= set(weak.columns)
+    assert metrics["n_lfs"]["value"] == 0

@@ -12,7 +12,6 @@ keyword rules only need ``data.text_columns``). How the rules were written: from
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +61,6 @@ MESSAGE_ID = r"^<[^<>@\s]+@[^<>@\s]+>$"
 REPLY_SUBJECT = r"(?i)^\s*(?:re|fwd?|aw)\s*(?:\[\d+\])?\s*:"
 LIST_TAG_SUBJECT = r"^\s*(?:(?i:re|fwd?)\s*:\s*)*\[[^\]]{2,40}\]"
 SPAM_SUBJECT = r"(?i)(?:!!|\$\$|\bfree\b|\bwin\b|\bsave\b|\boffer\b|\bcash\b|\burgent\b|\b\d+%|adv\s*:|\bmoney\b)"
-
-_DERIVED_FROM_TEXT = (
-    "lf_words", "lf_letters", "lf_caps_ratio", "lf_urls", "lf_url_density", "lf_money", "lf_urgency",
-    "lf_remove_me", "lf_obfuscated", "lf_exclaims", "lf_quoted_lines", "lf_wrote", "lf_pgp", "lf_tech",
-    "lf_spam_words", "lf_offer_words", "lf_sig_dashes",
-)  # fmt: skip
 
 
 def _text(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -277,6 +270,3 @@ rule("subject_caps", SPAM, "subject", ("subject",), lambda x: x["lf_subject_caps
 rule("subject_spammy", SPAM, "subject", ("subject",),
      lambda x: x["lf_subject_spammy"] & np.logical_not(x["lf_subject_reply"]),
      "Subjects with FREE, $$, !!, percentages or ADV: are advertising.")
-
-DEFAULT_LFS = ["all"]
-DERIVED_COLUMNS = re.compile(r"^lf_")

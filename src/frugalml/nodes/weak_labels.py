@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -61,7 +61,6 @@ class LFSpec:
     rationale: str = ""
     vectorized: Callable[[pd.DataFrame], np.ndarray] | None = None
     vote: str | None = None
-    derived: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, LFSpec] = {}
@@ -226,7 +225,6 @@ def _bind_vote(spec: LFSpec, index: int) -> LFSpec:
         rationale=spec.rationale,
         vectorized=frame_lf if frame_condition is not None else None,
         vote=spec.vote,
-        derived=spec.derived,
     )
 
 
@@ -524,6 +522,7 @@ def leave_one_out(
     *,
     cardinality: int,
     class_balance: list[float] | None,
+    prior: np.ndarray,
     config: Any,
     seed: int,
     baseline: float,
@@ -539,6 +538,7 @@ def leave_one_out(
         y_dev: Dev class indices.
         cardinality: C.
         class_balance: Prior passed to every fit.
+        prior: Distribution of rows without votes under majority vote (as for the baseline).
         config: :class:`frugalml.params.WeakLabelParams`.
         seed: Seed.
         baseline: Dev accuracy with every LF.
@@ -550,7 +550,6 @@ def leave_one_out(
     from tqdm.auto import tqdm
 
     m = pool_matrix.shape[1]
-    prior = np.asarray(class_balance if class_balance is not None else np.full(cardinality, 1 / cardinality))
     deltas = np.zeros(m)
     for j in tqdm(range(m), desc="leave-one-out", disable=not progress):
         keep = [k for k in range(m) if k != j]
@@ -690,8 +689,8 @@ def weak_label(
     summary = lf_summary_table(lfs, pool_matrix, dev_matrix, y_dev, failures=failures, label_names=label_names)
     if config.leave_one_out and len(pool) and len(lfs) > 1:
         summary["loo_delta"] = leave_one_out(
-            pool_matrix, dev_matrix, y_dev, cardinality=cardinality, class_balance=class_balance, config=config,
-            seed=seed, baseline=dev_accuracy, progress=config.progress,
+            pool_matrix, dev_matrix, y_dev, cardinality=cardinality, class_balance=class_balance, prior=prior,
+            config=config, seed=seed, baseline=dev_accuracy, progress=config.progress,
         )
     else:
         summary["loo_delta"] = np.nan
