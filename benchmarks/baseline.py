@@ -49,6 +49,7 @@ def run_split(emails: pd.DataFrame, strategy: str, repeats: int) -> dict[str, An
     """Train and score both models on one split."""
     params = validate_parameters(load_project_parameters(REPO / "conf"))
     train_params = params.train.model_dump() | {"progress": False}
+    train_params["privacy"]["enabled"] = False  # the default recipe without DP (benchmarks.privacy measures DP)
     validated, _ = validate_text_dataset(emails, params.data.model_dump())
     split = params.split.model_dump() | {"strategy": strategy, "gold_dev_size": 0}
     train, dev, _, test, _, _ = split_dataset(validated, split, params.data.model_dump(), params.seed)

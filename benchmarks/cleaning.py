@@ -6,7 +6,8 @@ share of each class flipped) and asymmetric 20% (that share of ham flipped to sp
 
   ours       frugalml's model (the train node, conf/base) trained on clean, noisy and cleaned labels; cleaning
              is the clean stage's library with conf/base parameters (K-fold out-of-fold probabilities from
-             ngram_bag + naive_bayes, 2 rounds, cleanlab prune_by_noise_rate) and policy ``remove``; the
+             ngram_bag + naive_bayes, 2 rounds, cleanlab prune_by_noise_rate; ``--clean KEY=VALUE`` overrides
+             them, e.g. the full-corpus setting of docs/cleaning.md) and policy ``remove``; the
              ``relabel`` policy is measured on the same issues
   reference  TF-IDF (word 1-2-grams, sublinear, min_df 2) + LogisticRegression(C=10): 5-fold out-of-fold
              probabilities, plain ``cleanlab.filter.find_label_issues``, removal, refit
@@ -223,7 +224,9 @@ def main() -> None:
         "data": config.data.model_dump(),
         "seed": config.seed,
         "clean": config.clean.model_dump() | {"progress": False} | overrides,
-        "train": config.train.model_dump() | {"progress": False, "threads": args.threads},
+        # the default recipe without DP: cleaning is measured on its own (benchmarks.privacy measures DP)
+        "train": config.train.model_dump()
+        | {"progress": False, "threads": args.threads, "privacy": {"enabled": False}},
     }
     emails = load_corpus_emails(1500 if args.quick else None)
     validated, _ = validate_text_dataset(emails, params["data"])
@@ -254,7 +257,10 @@ def main() -> None:
             figures[f"reference_{key}_sym20"] = by_key["sym20"]["reference"][key]
     figures |= {
         "real_label_suspects": suspects,
-        "clean_params": {k: params["clean"][k] for k in ("folds", "rounds", "models", "filter_by")},
+        "clean_params": {
+            k: params["clean"][k]
+            for k in ("folds", "rounds", "models", "filter_by", "exclude_by", "naive_bayes_temperature")
+        },
         "noise_seed": noise_seed,
         "train_rows": len(train),
         "test_rows": len(test),

@@ -85,6 +85,7 @@ def main() -> None:
     majority_acc = float((majority[covered] == truth[covered]).mean())
 
     train_params = params.train.model_dump() | {"progress": False}
+    train_params["privacy"]["enabled"] = False  # the default recipe without DP (benchmarks.privacy measures DP)
     weak_model, _, _ = train_text_classifier(weak, dev_gold, train_params, data, seed)  # defaults: hard targets
     soft_model, _, _ = train_text_classifier(weak, dev_gold, train_params | {"targets": "soft"}, data, seed)
     confident = weak[weak["label_confidence"] >= args.min_confidence]

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 PARAMS = {
     "split": {"gold_dev_size": 20},
     # 4,096 buckets: a hash space sized for ~400 training rows (the default 65,536 overfits them in one epoch);
-    # one thread: see tests/nodes/test_cleaning.py
-    "train": {"epochs": 5, "progress": False, "threads": 1, "features": {"buckets": 4096}},
+    # one thread: see tests/nodes/test_cleaning.py; no DP: this test is about cleaning
+    "train": {
+        "epochs": 5,
+        "progress": False,
+        "threads": 1,
+        "features": {"buckets": 4096},
+        "privacy": {"enabled": False},
+    },
     "clean": {"policy": "remove", "progress": False},
 }
 
@@ -40,7 +46,8 @@ def test_flipped_labels_are_quarantined_before_training(tmp_path, corpus_path, s
     batch = tmp_path / "noisy.parquet"
     noisy.to_parquet(batch)
     catalog = {"emails": {"type": "pandas.ParquetDataset", "filepath": str(batch)}}
-    project = make_project(tmp_path, corpus_path, PARAMS, catalog)
+    # this test is about cleaning, not DP: the final model trains without DP, so governance must allow that
+    project = make_project(tmp_path, corpus_path, PARAMS, catalog, governance={"privacy": {"require_dp": False}})
     run_id = run(project, "modelling", monkeypatch)
 
     client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
@@ -66,6 +73,8 @@ def test_flipped_labels_are_quarantined_before_training(tmp_path, corpus_path, s
     was_flipped = set(noisy.loc[flipped, "email_id"]) & set(train["email_id"])
     assert len(was_flipped & set(quarantine["email_id"])) >= 0.7 * len(was_flipped)
     queue = json.loads((data / "08_reporting" / "cleaning" / "label_review_queue.json").read_text())
+    summary = json.loads((data / "08_reporting" / "cleaning" / "label_issues_summary.json").read_text())
+    assert summary["filter_by"] == summary["exclude_by"] == "prune_by_noise_rate"  # exclude_by null: filter_by
     assert {row["action"] for row in queue} >= {"removed"} and all(row["body"] is not None for row in queue)
 
     # the stage alone, from the catalog: no weak_labels file, policy none -> train_clean = train_labelled

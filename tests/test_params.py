@@ -16,17 +16,25 @@ def merged(env: str | None = None) -> dict:
     return load_project_parameters(CONF, env)
 
 
-@pytest.mark.parametrize("env", [None, "gpu", "private"])
+@pytest.mark.parametrize("env", [None, "gpu"])
 def test_every_parameters_file_validates(env):
     params = validate_parameters(merged(env))
     assert isinstance(params, FrugalParams)
     assert params.data.text_columns == ["subject", "body"]
 
 
-def test_private_env_turns_dp_on_with_the_measured_recipe():
-    params = validate_parameters(merged("private"))
-    assert params.train.privacy.enabled and params.train.privacy.max_grad_norm == 0.25
-    assert params.train.model.embedding_dim == 1 and params.train.features.buckets == 65536  # base kept
+def test_training_is_private_by_default_with_the_measured_recipe():
+    train = validate_parameters(merged()).train
+    assert train.privacy.enabled and train.privacy.target_epsilon == 1.0 and train.privacy.max_grad_norm == 0.25
+    assert train.model.embedding_dim == 1 and train.features.idf == "auto" and not train.uses_idf()
+    assert validate_parameters(merged("gpu")).train.privacy.enabled  # every shipped environment stays private
+
+
+def test_idf_fitted_on_private_rows_is_refused_under_dp():
+    with pytest.raises(ParameterError, match="idf.*epsilon does not cover"):
+        parse_params(TrainParams, {"features": {"idf": True}}, name="train")
+    plain = parse_params(TrainParams, {"features": {"idf": True}, "privacy": {"enabled": False}}, name="train")
+    assert plain.uses_idf() and parse_params(TrainParams, {"privacy": {"enabled": False}}, name="train").uses_idf()
 
 
 def test_defaults_match_the_base_files():

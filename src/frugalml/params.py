@@ -88,7 +88,9 @@ class FeatureParams(Strict):
     char_max_chars: int = Field(default=3000, gt=0)
     lowercase: bool = True
     sublinear_tf: bool = True
-    idf: bool = True
+    # idf fitted on the training rows; auto: on, except under DP (an idf fitted on private rows is a release of
+    # their document frequencies that epsilon does not cover, so DP training uses data-independent features)
+    idf: bool | Literal["auto"] = "auto"
 
     @field_validator("word_ngrams", "char_ngrams")
     @classmethod
@@ -101,7 +103,7 @@ class FeatureParams(Strict):
 class ModelParams(Strict):
     """The bag-of-n-grams classifier: EmbeddingBag -> (MLP) -> logits. No BatchNorm (DP-friendly)."""
 
-    embedding_dim: int = Field(default=16, gt=0)
+    embedding_dim: int = Field(default=1, gt=0)  # 1: a rank-1 bag (few noisy weights under DP)
     hidden_dim: int = Field(default=0, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
@@ -109,10 +111,10 @@ class ModelParams(Strict):
 class PrivacyParams(Strict):
     """Differentially private training (DP-SGD with Poisson sampling and ghost-norm clipping)."""
 
-    enabled: bool = False
+    enabled: bool = True  # private by default; governance require_dp makes turning it off a two-person operation
     target_epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     target_delta: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)  # null: 1 / (10 N)
-    max_grad_norm: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    max_grad_norm: float = Field(default=0.25, gt=0, allow_inf_nan=False)
     accountant: Literal["prv", "rdp"] = "prv"
     secure_mode: bool = False
     max_physical_batch_size: int | None = Field(default=None, gt=0)  # virtual steps: larger batches in chunks
@@ -123,9 +125,9 @@ class TrainParams(Strict):
 
     features: FeatureParams = Field(default_factory=FeatureParams)
     model: ModelParams = Field(default_factory=ModelParams)
-    epochs: int = Field(default=10, gt=0)
-    batch_size: int = Field(default=128, gt=0)
-    lr: float = Field(default=0.02, gt=0)
+    epochs: int = Field(default=5, gt=0)
+    batch_size: int = Field(default=256, gt=0)
+    lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=2, ge=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
@@ -134,6 +136,19 @@ class TrainParams(Strict):
     progress: bool = True
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
+
+    @model_validator(mode="after")
+    def _private_features(self) -> TrainParams:
+        if self.privacy.enabled and self.features.idf is True:
+            raise ValueError(
+                "features.idf: true fits idf on the private training rows, which epsilon does not cover; "
+                "use idf: auto (off under DP) or false"
+            )
+        return self
+
+    def uses_idf(self) -> bool:
+        """Whether idf is fitted on the training rows (``auto``: unless DP is on)."""
+        return not self.privacy.enabled if self.features.idf == "auto" else bool(self.features.idf)
 
 
 class WeakLabelParams(Strict):
@@ -171,6 +186,13 @@ class DataIssueParams(Strict):
     duplicates: Literal["keep", "remove"] = "keep"  # remove: all but the first of each set (remove/relabel)
 
 
+# the methods of cleanlab.filter.find_label_issues
+FilterMethod = Literal[
+    "prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
+    "low_normalized_margin", "low_self_confidence",
+]  # fmt: skip
+
+
 class CleanParams(Strict):
     """Label cleaning: out-of-fold probabilities, cleanlab issue finding, and the policy that applies it."""
 
@@ -179,10 +201,9 @@ class CleanParams(Strict):
     folds: int = Field(default=5, ge=2)
     rounds: int = Field(default=2, ge=1)
     models: list[str] = Field(default_factory=lambda: ["ngram_bag", "naive_bayes"], min_length=1)
-    filter_by: Literal[
-        "prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
-        "low_normalized_margin", "low_self_confidence",
-    ] = "prune_by_noise_rate"  # fmt: skip
+    filter_by: FilterMethod = "prune_by_noise_rate"
+    exclude_by: FilterMethod | None = None  # picks the rows left out of the next round's fits; null: filter_by
+    naive_bayes_temperature: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # NB log-posterior divisor
     rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
     relabel_min_confidence: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
     review_text_chars: int = Field(default=2000, ge=0)

@@ -124,3 +124,51 @@ def test_a_forged_approval_breaks_the_chain(config, log):
     with pytest.raises(Exception, match="edited|chain"):
         requests(log)
     assert request.request_id
+
+
+@pytest.mark.parametrize(
+    ("train", "enabled"),
+    [
+        ({"privacy": {"enabled": "false"}}, False),  # `kedro run --params train.privacy.enabled=false` gives a string
+        ({"privacy": {"enabled": False}}, False),
+        ({"privacy": {"enabled": "true"}}, True),
+        ({}, True),  # no privacy block: the default, on
+    ],
+)
+def test_the_hook_reads_privacy_as_the_training_node_does(train, enabled):
+    from kedro.pipeline import Node
+
+    from frugalml.governance.hooks import MODEL_TRAINING_TAG, _privacy_of
+
+    def fit(frame, params):
+        return frame
+
+    trainer = Node(fit, ["frame", "params:train"], "model", tags=[MODEL_TRAINING_TAG])
+    assert _privacy_of(trainer, {"params:train": train})["enabled"] is enabled
+    assert _privacy_of(Node(fit, ["frame", "params:train"], "other"), {"params:train": train}) is None  # untagged
+    with pytest.raises(ParameterError, match="target_epsilon"):
+        _privacy_of(trainer, {"params:train": {"privacy": {"target_epsilon": -1}}})
+
+
+def test_disable_dp_needs_an_approval_for_every_dataset_and_consumes_none_until_all_are_covered(config, log):
+    from frugalml.errors import GovernanceError
+    from frugalml.governance.ledger import authorise_nonprivate
+
+    keys = ["archive:aaa", "table:bbb"]
+    first = request_operation(log, config, ALICE, "disable_dp", {"dataset": "archive:aaa"})
+    approve(log, config, BOB, first.request_id)
+    with pytest.raises(GovernanceError, match="table:bbb without differential privacy"):
+        authorise_nonprivate(log, config, ALICE, keys)
+    assert requests(log)[first.request_id].state == "approved"  # not used up by the refused run
+    assert log.records()[-1]["kind"] == "rbac.refused"
+    second = request_operation(log, config, ALICE, "disable_dp", {"dataset": "table:bbb"})
+    approve(log, config, BOB, second.request_id)
+    with pytest.raises(GovernanceError):  # bob's approval is alice's to use, not carol's
+        authorise_nonprivate(log, config, CAROL, keys)
+    authorise_nonprivate(log, config, ALICE, keys)
+    assert {requests(log)[r.request_id].state for r in (first, second)} == {"used"}
+    with pytest.raises(GovernanceError):  # one approval, one run
+        authorise_nonprivate(log, config, ALICE, keys)
+    waived = config.model_copy(update={"privacy": config.privacy.model_copy(update={"require_dp": False})})
+    authorise_nonprivate(log, waived, ALICE, keys)  # a policy without require_dp asks for nothing
+    assert log.verify().ok

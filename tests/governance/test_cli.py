@@ -59,10 +59,11 @@ def test_cli_verify_report_and_check(trained, monkeypatch, capsys):
     report = (project / "data" / "08_reporting" / "lineage" / "lineage_frugalml-text-classifier_v1.md").read_text()
     assert "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb" in report  # raw archive digest
     assert "train_set" in report and "quality.emails.passed" in report and run_id in report
-    assert main(["check", "--no-scan"]) == 1  # DP and watermark are not built yet: the checklist fails
+    assert main(["check", "--no-scan"]) == 1  # watermarking is not built yet: the checklist fails
     out = capsys.readouterr().out
     assert "PASS     audit chain intact" in out and "PASS     model artifacts in safe formats" in out
-    assert "FAIL     DP on with epsilon <= 2" in out and "PASS     no secrets in MLflow params" in out
+    assert "PASS     DP on with epsilon <= 2" in out and "PASS     no secrets in MLflow params" in out  # default DP
+    assert "FAIL     watermark verified" in out
 
 
 def test_cli_detects_tampering_and_refuses_purge_below_retention(trained, tmp_path, monkeypatch, capsys):
@@ -144,7 +145,7 @@ def test_two_person_operations_through_the_cli(trained, tmp_path, monkeypatch, c
     assert main(["runs", "delete", run_id, "--request", pending]) == 0
     assert MlflowClient(uri).get_run(run_id).info.lifecycle_stage == "deleted"
     assert main(["runs", "delete", run_id, "--request", pending]) == 2  # used once
-    # promotion: approved, but the deployment checklist fails (no DP, no watermark): refused, not consumed
+    # promotion: approved, but the deployment checklist fails (no watermark): refused, not consumed
     promotion = request("promote_production", "--detail", "model=frugalml-text-classifier", "--detail", "version=1")
     approve(log, config, Identity("bob", "mlflow-server"), promotion)
     capsys.readouterr()
@@ -189,3 +190,47 @@ def test_privacy_ledger_refuses_a_run_over_budget_until_a_raise_is_approved(tmp_
     run(project, "train", monkeypatch)  # the approved raise is consumed, the run trains
     assert model.stat().st_mtime_ns != stamp
     assert [r["kind"] for r in log.records()].count("privacy.spend") == 2 and log.verify().ok
+
+
+def test_training_without_dp_needs_a_second_persons_approval_each_time(tmp_path, corpus_path, monkeypatch):
+    from frugalml.errors import GovernanceError
+    from frugalml.governance.approvals import approve, request_operation, requests
+    from frugalml.governance.rbac import Identity, load_governance
+
+    plain = {**SMALL, "train": {**SMALL["train"], "privacy": {"enabled": False}}}
+    project = make_project(tmp_path, corpus_path, plain)
+    with pytest.raises(GovernanceError, match="without differential privacy needs a second person"):
+        run(project, "__default__", monkeypatch)
+    model = project / "data" / "06_models" / "text_classifier" / "model.safetensors"
+    assert not model.exists()  # refused before training
+    log = audit_of(project)
+    refused = [r for r in log.records() if r["kind"] == "rbac.refused"]
+    key = "archive:8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
+    assert refused and refused[-1]["data"]["operation"] == "disable_dp" and refused[-1]["data"]["dataset"] == key
+    config = load_governance(project / "conf")
+    me = Identity(getpass.getuser(), "os")
+    other = request_operation(log, config, me, "disable_dp", {"dataset": "table:someone-else"})
+    approve(log, config, Identity("bob", "os"), other.request_id)
+    with pytest.raises(GovernanceError, match="without differential privacy"):  # approval for another dataset
+        run(project, "train", monkeypatch)
+    request = request_operation(log, config, me, "disable_dp", {"dataset": key})
+    with pytest.raises(GovernanceError, match="without differential privacy"):  # requested, not yet approved
+        run(project, "train", monkeypatch)
+    approve(log, config, Identity("bob", "os"), request.request_id)
+    run(project, "train", monkeypatch)
+    assert model.exists()
+    assert requests(log)[request.request_id].state == "used" and requests(log)[other.request_id].state == "approved"
+    assert not [r for r in log.records() if r["kind"] == "privacy.spend"]
+    stamp = model.stat().st_mtime_ns
+    with pytest.raises(GovernanceError, match="without differential privacy"):  # one approval, one run
+        run(project, "train", monkeypatch)
+    assert model.stat().st_mtime_ns == stamp and log.verify().ok
+
+
+def test_require_dp_off_lets_a_project_train_without_dp(tmp_path, corpus_path, monkeypatch):
+    plain = {**SMALL, "train": {**SMALL["train"], "privacy": {"enabled": False}}}
+    project = make_project(tmp_path, corpus_path, plain, governance={"privacy": {"require_dp": False}})
+    run_id = run(project, "__default__", monkeypatch)
+    params = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id).data.params
+    assert params["train.privacy.enabled"] == "False"
+    assert not [r for r in audit_of(project).records() if r["kind"] in ("privacy.spend", "rbac.refused")]

@@ -20,6 +20,7 @@ from frugalml.nodes.cleaning import (
     cross_validate_pred_probs,
     find_data_issues,
     find_label_issues,
+    label_issue_mask,
     merge_label_sources,
     pred_prob_columns,
     register_probability_model,
@@ -87,6 +88,43 @@ def test_out_of_fold_probabilities_are_reproducible(noisy, cleaned):
     merged = cleaned[0]
     again, _ = cross_validate_pred_probs(merged, dev, CLEAN, FAST_TRAIN, DATA, 0)
     pd.testing.assert_frame_equal(again, cleaned[2])
+
+
+def test_rows_left_out_between_rounds_follow_exclude_by(noisy, cleaned):
+    train, dev, _, _ = noisy
+    merged, metrics = cleaned[0], cleaned[3]
+    # round 1 alone: the same seeded folds and models, so the same probabilities round 2 started from
+    first, _ = cross_validate_pred_probs(merged, dev, {**CLEAN, "rounds": 1}, FAST_TRAIN, DATA, 0)
+    labels, probs = merged["label"].astype(int).to_numpy(), first[pred_prob_columns([0, 1])].to_numpy()
+    disagree = int((probs.argmax(axis=1) != labels).sum())
+    final_filter = int(label_issue_mask(labels, probs, filter_by=CleanParams().filter_by).sum())
+    assert disagree != final_filter  # so the two checks below can tell the methods apart
+    assert CleanParams().exclude_by is None and metrics["cv.excluded"][1]["value"] == final_filter  # null: filter_by
+    eager = {**CLEAN, "exclude_by": "predicted_neq_given"}
+    _, eager_metrics = cross_validate_pred_probs(merged, dev, eager, FAST_TRAIN, DATA, 0)
+    assert eager_metrics["cv.excluded"][1]["value"] == disagree  # every row the ensemble disagrees with
+    quality, _ = find_label_issues(merged, cleaned[2], eager, FAST_TRAIN, DATA, 0)
+    _, _, queue, outcome = apply_cleaning_policy(merged, quality, cleaned[1], eager, DATA)
+    page, report, _, _ = report_label_issues(quality, queue, {}, outcome, eager, DATA)
+    assert report["exclude_by"] == "predicted_neq_given" and "left out between rounds by predicted_neq_given" in page
+
+
+def test_naive_bayes_temperature_softens_its_votes_without_changing_them(noisy):
+    train, dev, _, _ = noisy
+    merged, _ = merge_label_sources(train, None, DATA)
+    factory, rows = create_probability_model("naive_bayes"), np.arange(len(merged))
+    fit, held = rows[rows % 4 != 0], rows[rows % 4 == 0]
+    plain = factory(merged, dev, FoldContext(FAST_TRAIN, DATA, 0))(fit, held)  # default: temperature 1
+    tempered = factory(merged, dev, FoldContext(FAST_TRAIN, DATA, 0, {"naive_bayes_temperature": 30}))(fit, held)
+    check_pred_probs(tempered, 2)
+    assert (plain.argmax(axis=1) == tempered.argmax(axis=1)).all()
+    # the log-odds are divided by the temperature (rows whose plain posterior has not underflowed to 0 or 1)
+    finite = plain.min(axis=1) > 1e-250
+    log_odds = lambda p: np.log(p[:, 1]) - np.log(p[:, 0])  # noqa: E731
+    assert finite.sum() >= 10 and np.allclose(30 * log_odds(tempered[finite]), log_odds(plain[finite]), rtol=1e-6)
+    assert (plain.max(axis=1) > 1 - 1e-12).mean() > 0.8 > (tempered.max(axis=1) > 1 - 1e-12).mean()
+    with pytest.raises(ParameterError, match="naive_bayes_temperature"):
+        factory(merged, dev, FoldContext(FAST_TRAIN, DATA, 0, {"naive_bayes_temperature": 0}))
 
 
 def test_review_policy_changes_no_label_and_queues_every_suspect(cleaned):
@@ -296,6 +334,10 @@ def test_bad_parameters_and_models_are_refused(noisy, cleaned):
         parse_params(CleanParams, {"fold": 3}, name="clean")
     with pytest.raises(ParameterError, match="clean.policy"):
         parse_params(CleanParams, {"policy": "fix"}, name="clean")
+    with pytest.raises(ParameterError, match="clean.exclude_by"):
+        parse_params(CleanParams, {"exclude_by": "everything"}, name="clean")
+    with pytest.raises(ParameterError, match="clean.naive_bayes_temperature"):
+        parse_params(CleanParams, {"naive_bayes_temperature": -1}, name="clean")
     with pytest.raises(ParameterError, match="unknown model 'forest'.*naive_bayes"):
         cross_validate_pred_probs(merged, dev, {**CLEAN, "models": ["forest"]}, FAST_TRAIN, DATA, 0)
 

@@ -13,7 +13,7 @@ from frugalml.nodes.evaluate import classification_metrics, evaluate_classifier,
 from frugalml.nodes.split import split_dataset, validate_text_dataset
 from frugalml.nodes.train import check_dp_compatible, train_text_classifier
 
-FAST = {"epochs": 6, "progress": False}
+FAST = {"epochs": 6, "progress": False, "privacy": {"enabled": False}}  # DP is on by default; these test the model
 
 
 @pytest.fixture(scope="module")

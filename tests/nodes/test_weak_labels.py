@@ -204,7 +204,8 @@ def test_all_skips_lfs_that_do_not_fit_other_data(pool_and_dev):
 def test_end_model_trains_on_soft_weak_labels(pool_and_dev, sample_emails):
     pool, dev, truth = pool_and_dev
     weak, _, _, _, _ = weak_label(pool, dev, FAST, DATA, 0)
-    params = {"epochs": 4, "progress": False, "targets": "soft", "features": {"buckets": 4096}}
+    params = {"epochs": 4, "progress": False, "targets": "soft", "features": {"buckets": 4096},
+              "batch_size": 64, "privacy": {"enabled": False}}  # fmt: skip
     model, _, _ = train_text_classifier(weak, dev, params, DATA, 0)
     predicted = model.predict_proba(pool).argmax(axis=1)
     assert (predicted == truth.loc[pool["email_id"]].to_numpy()).mean() > 0.85

@@ -180,7 +180,7 @@ def run_checklist(
             CheckItem(
                 "DP on with epsilon <= 2",
                 "fail",
-                "the model was not trained with differential privacy (DP training is not built yet)",
+                "no training run with train.privacy parameters found",
             )
         )
     else:

@@ -76,11 +76,19 @@ def _layer(catalog: Any, name: str) -> str | None:
     return None
 
 
+MODEL_TRAINING_TAG = "model_training"  # the tag of nodes that train a released model (spend privacy budget)
+
+
 def _privacy_of(node: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
-    """The enabled privacy settings of a training node's ``params:train`` input, else None."""
+    """The privacy settings (``params:train.privacy``) of a node tagged ``model_training``, else None."""
+    if MODEL_TRAINING_TAG not in node.tags:
+        return None
+    from frugalml.params import PrivacyParams, parse_params
+
     train = inputs.get("params:train")
     privacy = train.get("privacy") if isinstance(train, dict) else None
-    return privacy if isinstance(privacy, dict) and privacy.get("enabled") else None
+    # validated as the node will validate it: "false" from `--params` is False here too, and a missing block is on
+    return parse_params(PrivacyParams, privacy if isinstance(privacy, dict) else {}, name="train.privacy").model_dump()
 
 
 def _training_frame(node: Any, inputs: dict[str, Any]) -> pd.DataFrame:
@@ -244,10 +252,13 @@ class AuditHook:
         self._append("node.start", node=node.name)
         privacy = _privacy_of(node, inputs)
         if privacy is not None:
-            from frugalml.governance.ledger import authorise_spend, dataset_keys
+            from frugalml.governance.ledger import authorise_nonprivate, authorise_spend, dataset_keys
 
             assert self.state.log is not None and self.state.config is not None and self.state.identity is not None
             self._ledger_keys = dataset_keys(_training_frame(node, inputs))
+            if not privacy.get("enabled"):
+                authorise_nonprivate(self.state.log, self.state.config, self.state.identity, self._ledger_keys)
+                return
             authorise_spend(self.state.log, self.state.config, self.state.identity, self._ledger_keys,
                             float(privacy["target_epsilon"]))  # fmt: skip
 
@@ -265,7 +276,7 @@ class AuditHook:
         self._append("node.end", node=node.name)
         report = next((v for v in outputs.values() if isinstance(v, dict) and v.get("enabled") is True
                        and "epsilon" in v and "noise_multiplier" in v), None)  # fmt: skip
-        if report is not None and _privacy_of(node, inputs) is not None:
+        if report is not None and (_privacy_of(node, inputs) or {}).get("enabled"):
             for key in getattr(self, "_ledger_keys", []):
                 self._append("privacy.spend", dataset=key, epsilon=report["epsilon"], delta=report["delta"],
                              noise_multiplier=report["noise_multiplier"], steps=report["steps"])  # fmt: skip

@@ -5,7 +5,9 @@ archive digests their rows descend from (``archive:<sha256>``), or by the table'
 has no archive column. Composition across runs is basic sequential composition (epsilons and deltas add up): a
 conservative upper bound. A run that would exceed a dataset's lifetime budget is refused before training starts,
 unless an approved ``raise_privacy_budget`` request for that dataset (``--detail dataset=KEY
---detail epsilon=NEW_BUDGET``) is consumed.
+--detail epsilon=NEW_BUDGET``) is consumed. Under ``privacy.require_dp`` (the default), a training with DP
+turned off is refused unless an approved ``disable_dp`` request for that dataset (``--detail dataset=KEY``) is
+consumed: one approval, one non-private run.
 """
 
 from __future__ import annotations
@@ -113,6 +115,46 @@ def authorise_spend(
         )
         log.append("rbac.refused", actor=identity.user, operation="privacy.spend", dataset=key, reason=message)
         raise GovernanceError(message)
+
+
+def authorise_nonprivate(log: AuditLog, config: GovernanceConfig, identity: Identity, keys: list[str]) -> None:
+    """Refuse a training with DP off on these datasets, unless DP is not required or a second person approved.
+
+    Args:
+        log: The audit trail.
+        config: Governance config (``privacy.require_dp``).
+        identity: Who trains.
+        keys: Datasets the training touches.
+
+    Raises:
+        GovernanceError: DP is required and no approved ``disable_dp`` request of this user covers a dataset
+            (audited).
+    """
+    if not config.privacy.require_dp:
+        return
+    from frugalml.governance.approvals import consume, requests
+
+    approvals = {
+        key: next(
+            (r for r in requests(log).values()
+             if r.operation == "disable_dp" and r.state == "approved" and r.details.get("dataset") == key
+             and r.requested_by == identity.user),
+            None,
+        )  # fmt: skip
+        for key in keys
+    }
+    missing = [key for key, approval in approvals.items() if approval is None]
+    if missing:  # nothing is consumed unless every dataset is covered
+        message = (
+            f"training {', '.join(missing)} without differential privacy needs a second person: governance "
+            f"privacy.require_dp is on and train.privacy.enabled is false; ask for `frugalml request disable_dp "
+            f"--detail dataset={missing[0]}` and an approval, or train with DP"
+        )
+        log.append("rbac.refused", actor=identity.user, operation="disable_dp", dataset=missing[0], reason=message)
+        raise GovernanceError(message)
+    for approval in approvals.values():
+        assert approval is not None
+        consume(log, identity, approval.request_id, "disable_dp")
 
 
 def status(log: AuditLog, config: GovernanceConfig) -> list[dict[str, Any]]:

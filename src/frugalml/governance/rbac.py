@@ -46,6 +46,8 @@ class PrivacyBudgets(_Strict):
 
     default_budget_epsilon: float = Field(default=3.0, gt=0)
     budgets: dict[str, float] = Field(default_factory=dict)
+    # True: a training with DP off is refused unless an approved ``disable_dp`` request for the dataset is used
+    require_dp: bool = True
 
 
 class GovernanceConfig(_Strict):

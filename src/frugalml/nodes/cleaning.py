@@ -10,7 +10,8 @@ The stages, in the order the ``clean`` pipeline runs them:
    columns of :mod:`frugalml.labels` (``label_source``, ``label_confidence``, ``label_prob_<value>``).
 2. :func:`cross_validate_pred_probs`: stratified, seeded K-fold; each fold fits every model of
    ``clean.models`` (a registry: ``ngram_bag`` is frugalml's own training node) and their probabilities are
-   averaged. With R > 1 rounds, round r refits the folds without the rows round r-1 flagged and re-scores
+   averaged. With R > 1 rounds, round r refits the folds without the rows round r-1 flagged
+   (``clean.exclude_by``, by default the same method as ``clean.filter_by``) and re-scores
    every row (clean -> retrain -> clean), so the final probabilities come from models trained on cleaner
    labels.
 3. :func:`find_label_issues`: :func:`cleanlab.filter.find_label_issues` on those probabilities, label quality
@@ -27,7 +28,7 @@ import html
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -278,11 +279,12 @@ def check_folds(labels: np.ndarray, folds: int, schema: DataSchema) -> None:
 
 @dataclass(frozen=True)
 class FoldContext:
-    """What every probability model gets besides the rows: the train parameters, the schema, the seed."""
+    """What every probability model gets besides the rows: the train and clean parameters, the schema, the seed."""
 
     train: dict[str, Any]
     data: dict[str, Any]
     seed: int
+    clean: dict[str, Any] = field(default_factory=dict)  # params:clean (model options such as the NB temperature)
 
 
 FitPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (fit rows, held-out rows) -> (held, C) probs
@@ -356,7 +358,11 @@ def _ngram_bag(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) -> 
 def _naive_bayes(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) -> FitPredict:
     """Multinomial naive Bayes (alpha 1) on hashed n-gram counts (the n-gram ranges of params:train.features).
 
-    Counts carry no label information, so they are computed once for every row.
+    Counts carry no label information, so they are computed once for every row. Naive Bayes counts every
+    overlapping word and character n-gram as independent evidence, so its posteriors are almost always 0 or
+    1 and it outvotes the other models on every row it disagrees with. Its log-posterior is divided by
+    ``clean.naive_bayes_temperature`` before the softmax (1, the default: plain naive Bayes; 30: a softer
+    vote). The argmax does not change.
     """
     from sklearn.naive_bayes import MultinomialNB
 
@@ -367,10 +373,16 @@ def _naive_bayes(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) -
                             lowercase=features.lowercase)  # fmt: skip
     counts = HashingFeaturizer(hashing).transform(_texts(frame, schema))  # (N, B)
     y = class_indices(frame[schema.label_column], schema)
+    temperature = parse_params(CleanParams, context.clean, name="clean").naive_bayes_temperature
 
     def fit_predict(fit: np.ndarray, held: np.ndarray) -> np.ndarray:
         model = MultinomialNB(alpha=1.0).fit(counts[fit], y[fit])
-        return _full_columns(model.predict_proba(counts[held]), model.classes_, len(schema.labels))
+        if temperature == 1.0:
+            return _full_columns(model.predict_proba(counts[held]), model.classes_, len(schema.labels))
+        logits = model.predict_log_proba(counts[held]) / temperature  # (held, classes in the fold)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return _full_columns(probabilities, model.classes_, len(schema.labels))
 
     return fit_predict
 
@@ -434,7 +446,10 @@ def cross_validate_pred_probs(  # noqa: PLR0917  (a Kedro node: inputs arrive po
 
     Folds are stratified by label and seeded. Each fold fits every model of ``clean.models`` on the other
     K-1 folds and predicts its own rows; the models' probabilities are averaged. Rounds 2..R refit the same
-    folds without the rows the previous round flagged (``clean.filter_by``) and predict every row again.
+    folds without the rows the previous round flagged (``clean.exclude_by``, or ``clean.filter_by`` when that
+    is null) and predict every row again. Exclusion only decides what the next round fits on, so it can be
+    more eager than the final filter: a clean row left out costs one fit row, a flip left in teaches every
+    fold model a wrong label.
 
     Args:
         frame: Labelled rows (:func:`merge_label_sources`).
@@ -468,7 +483,11 @@ def cross_validate_pred_probs(  # noqa: PLR0917  (a Kedro node: inputs arrive po
     labels = class_indices(frame[schema.label_column], schema)
     check_folds(labels, config.folds, schema)
     factories = {name: create_probability_model(name) for name in config.models}
-    context = FoldContext(train=train_config.model_dump() | {"progress": False}, data=schema.model_dump(), seed=seed)
+    # The fold models are internal (their probabilities never leave the project), so they train without DP: the
+    # released model's DP training is what spends the privacy budget (docs/privacy.md).
+    fold_train = train_config.model_dump() | {"progress": False}
+    fold_train["privacy"] = {**fold_train["privacy"], "enabled": False}
+    context = FoldContext(train=fold_train, data=schema.model_dump(), seed=seed, clean=config.model_dump())
     predictors = {name: factory(frame, dev, context) for name, factory in factories.items()}
     splitter = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=seed)
     splits = list(splitter.split(np.zeros(len(labels)), labels))
@@ -495,7 +514,7 @@ def cross_validate_pred_probs(  # noqa: PLR0917  (a Kedro node: inputs arrive po
         metrics["cv.excluded"].append({"value": float(excluded.sum()), "step": round_})
         logger.info("round %d: out-of-fold agreement with the given labels %.4f", round_, agreement)
         if round_ < config.rounds:
-            excluded = label_issue_mask(labels, pred_probs, filter_by=config.filter_by)
+            excluded = label_issue_mask(labels, pred_probs, filter_by=config.exclude_by or config.filter_by)
     bar.close()
     metrics["cv.seconds"] = {"value": time.perf_counter() - started, "step": 0}
     out = pd.DataFrame(pred_probs, columns=columns)
@@ -913,7 +932,8 @@ def render_label_issues_html(summary: dict[str, Any], queue: pd.DataFrame, schem
         f"<h1>Label issues: {outcome['label_issues']} of {outcome['rows']} rows</h1>"
         f"<p>policy: {esc(outcome['policy'])} (weak labels: {esc(outcome['weak_policy'])}); "
         f"method: {esc(summary['filter_by'])} on out-of-fold probabilities ({summary['folds']} folds, "
-        f"{summary['rounds']} round(s), models {esc(', '.join(summary['models']))}). {esc(counts)}</p>"
+        f"{summary['rounds']} round(s), rows left out between rounds by {esc(summary['exclude_by'])}, models "
+        f"{esc(', '.join(summary['models']))}). {esc(counts)}</p>"
         "<h2>By class</h2><table><tr><th>given label</th><th>rows</th><th>label issues</th><th>share</th>"
         f"<th>model suggests</th></tr>{by_class}</table>"
         f"<h2>Data issues</h2><table><tr><th>check</th><th>value</th></tr>{data_rows}</table>"
@@ -955,6 +975,7 @@ def report_label_issues(  # noqa: PLR0917  (a Kedro node: inputs arrive position
         "by_class": by_class,
         "data_issues": data_issues,
         "filter_by": config.filter_by,
+        "exclude_by": config.exclude_by or config.filter_by,
         "rank_by": config.rank_by,
         "folds": config.folds,
         "rounds": config.rounds,

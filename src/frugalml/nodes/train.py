@@ -181,7 +181,7 @@ def train_text_classifier(
     )
     featurizer = HashingFeaturizer(hashing)
     counts = featurizer.transform([train[c].fillna("").astype(str).tolist() for c in schema.text_columns])
-    idf = fit_idf(counts) if features.idf else None
+    idf = fit_idf(counts) if config.uses_idf() else None
     x_train = tfidf_weights(counts, idf, sublinear=features.sublinear_tf)
     model_config = {
         "buckets": features.buckets,

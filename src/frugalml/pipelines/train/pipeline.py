@@ -20,6 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["train_set", "dev_labelled", "params:train", "params:data", "params:seed"],
                 outputs=["text_classifier", "training_history", "privacy_report"],
                 name="train_text_classifier_node",
+                tags=["model_training"],  # governance: privacy budget spend, or a disable_dp approval
             ),
         ]
     )
