@@ -77,6 +77,18 @@ def budget_of(config: GovernanceConfig, key: str, log: AuditLog) -> float:
     return budget
 
 
+def _approved(log: AuditLog, operation: str, key: str, identity: Identity, accept: Any = None) -> Any:
+    """An approved, unused request of ``identity`` for ``operation`` on dataset ``key`` (and ``accept``), or None."""
+    from frugalml.governance.approvals import requests
+
+    return next(
+        (r for r in requests(log).values()
+         if r.operation == operation and r.state == "approved" and r.details.get("dataset") == key
+         and r.requested_by == identity.user and (accept is None or accept(r))),
+        None,
+    )  # fmt: skip
+
+
 def authorise_spend(
     log: AuditLog, config: GovernanceConfig, identity: Identity, keys: list[str], epsilon: float
 ) -> None:
@@ -92,18 +104,16 @@ def authorise_spend(
     Raises:
         GovernanceError: Over budget without an approved raise (audited).
     """
-    from frugalml.governance.approvals import consume, requests
+    from frugalml.governance.approvals import consume
 
     totals = spent(log)
     for key in keys:
         already = totals.get(key, {}).get("epsilon", 0.0)
         if already + epsilon <= budget_of(config, key, log) + 1e-9:
             continue
-        raise_request = next(
-            (r for r in requests(log).values()
-             if r.operation == "raise_privacy_budget" and r.state == "approved" and r.details.get("dataset") == key
-             and r.requested_by == identity.user and float(r.details.get("epsilon", 0)) >= already + epsilon),
-            None,
+        raise_request = _approved(
+            log, "raise_privacy_budget", key, identity,
+            lambda r, needed=already + epsilon: float(r.details.get("epsilon", 0)) >= needed,
         )  # fmt: skip
         if raise_request is not None:
             consume(log, identity, raise_request.request_id, "raise_privacy_budget")
@@ -132,17 +142,9 @@ def authorise_nonprivate(log: AuditLog, config: GovernanceConfig, identity: Iden
     """
     if not config.privacy.require_dp:
         return
-    from frugalml.governance.approvals import consume, requests
+    from frugalml.governance.approvals import consume
 
-    approvals = {
-        key: next(
-            (r for r in requests(log).values()
-             if r.operation == "disable_dp" and r.state == "approved" and r.details.get("dataset") == key
-             and r.requested_by == identity.user),
-            None,
-        )  # fmt: skip
-        for key in keys
-    }
+    approvals = {key: _approved(log, "disable_dp", key, identity) for key in keys}
     missing = [key for key, approval in approvals.items() if approval is None]
     if missing:  # nothing is consumed unless every dataset is covered
         message = (

@@ -377,8 +377,6 @@ def _naive_bayes(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) -
 
     def fit_predict(fit: np.ndarray, held: np.ndarray) -> np.ndarray:
         model = MultinomialNB(alpha=1.0).fit(counts[fit], y[fit])
-        if temperature == 1.0:
-            return _full_columns(model.predict_proba(counts[held]), model.classes_, len(schema.labels))
         logits = model.predict_log_proba(counts[held]) / temperature  # (held, classes in the fold)
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities /= probabilities.sum(axis=1, keepdims=True)
