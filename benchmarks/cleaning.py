@@ -4,7 +4,9 @@ Full real corpus, random stratified split (conf/base, seed 0; no gold dev set). 
 training labels only (``train_labelled``; dev and test keep their labels), seeded: symmetric 10/20/30% (that
 share of each class flipped) and asymmetric 20% (that share of ham flipped to spam, nothing else). For each:
 
-  ours       frugalml's model (the train node, conf/base) trained on clean, noisy and cleaned labels; cleaning
+  ours       frugalml's model (the train node without DP; by default with the fold models' non-private recipe,
+             ``clean.fold_train``; ``--end-model train``: the released recipe) trained on clean, noisy and
+             cleaned labels; cleaning
              is the clean stage's library with conf/base parameters (K-fold out-of-fold probabilities from
              ngram_bag + naive_bayes, 2 rounds, cleanlab prune_by_noise_rate; ``--clean KEY=VALUE`` overrides
              them, e.g. the full-corpus setting of docs/cleaning.md) and policy ``remove``; the
@@ -40,6 +42,7 @@ from frugalml.nodes.cleaning import (
     apply_cleaning_policy,
     cross_validate_pred_probs,
     find_label_issues,
+    fold_train_params,
     merge_label_sources,
 )
 from frugalml.nodes.split import split_dataset, validate_text_dataset
@@ -214,6 +217,9 @@ def main() -> None:
     parser.add_argument("--skip-real", action="store_true", help="skip the suspects on the corpus's own labels")
     parser.add_argument("--clean", action="append", default=[], metavar="KEY=VALUE",
                         help="override a clean parameter (YAML value), e.g. --clean rounds=3")  # fmt: skip
+    parser.add_argument("--end-model", choices=["fold", "train"], default="fold",
+                        help="the model trained on clean/noisy/cleaned labels: fold (clean.fold_train, the default) "
+                             "or train (params:train, DP off)")  # fmt: skip
     parser.add_argument("--no-mlflow", action="store_true", help="do not record the figures in mlruns/")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -224,9 +230,15 @@ def main() -> None:
         "data": config.data.model_dump(),
         "seed": config.seed,
         "clean": config.clean.model_dump() | {"progress": False} | overrides,
-        # the default recipe without DP: cleaning is measured on its own (benchmarks.privacy measures DP)
-        "train": config.train.model_dump()
-        | {"progress": False, "threads": args.threads, "privacy": {"enabled": False}},
+        # without DP: cleaning is measured on its own (benchmarks.privacy measures DP). "fold": the non-private
+        # recipe of the clean stage's fold models (clean.fold_train over params:train); "train": the released
+        # recipe (tuned for DP) with DP off
+        "train": (
+            fold_train_params(config.train, config.clean)
+            if args.end_model == "fold"
+            else config.train.model_dump() | {"privacy": {**config.train.privacy.model_dump(), "enabled": False}}
+        )
+        | {"progress": False, "threads": args.threads},
     }
     emails = load_corpus_emails(1500 if args.quick else None)
     validated, _ = validate_text_dataset(emails, params["data"])
@@ -261,6 +273,9 @@ def main() -> None:
             k: params["clean"][k]
             for k in ("folds", "rounds", "models", "filter_by", "exclude_by", "naive_bayes_temperature")
         },
+        "end_model": args.end_model,
+        "end_model_recipe": {k: params["train"][k] for k in ("epochs", "batch_size", "lr")}
+        | {"embedding_dim": params["train"]["model"]["embedding_dim"], "idf": params["train"]["features"]["idf"]},
         "noise_seed": noise_seed,
         "train_rows": len(train),
         "test_rows": len(test),

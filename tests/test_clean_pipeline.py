@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 PARAMS = {
     "split": {"gold_dev_size": 20},
     # 4,096 buckets: a hash space sized for ~400 training rows (the default 65,536 overfits them in one epoch);
-    # one thread: see tests/nodes/test_cleaning.py; no DP: this test is about cleaning
+    # one thread: see tests/nodes/test_cleaning.py; no DP: this test is about cleaning; batch 32: the default 256
+    # gives ~400 rows two steps an epoch
     "train": {
         "epochs": 5,
+        "batch_size": 32,
         "progress": False,
         "threads": 1,
         "features": {"buckets": 4096},

@@ -20,6 +20,7 @@ from frugalml.nodes.cleaning import (
     cross_validate_pred_probs,
     find_data_issues,
     find_label_issues,
+    fold_train_params,
     label_issue_mask,
     merge_label_sources,
     pred_prob_columns,
@@ -27,13 +28,13 @@ from frugalml.nodes.cleaning import (
     report_label_issues,
 )
 from frugalml.nodes.split import split_dataset, validate_text_dataset
-from frugalml.params import CleanParams, DataIssueParams, DataSchema, FeatureParams, parse_params
+from frugalml.params import CleanParams, DataIssueParams, DataSchema, FeatureParams, TrainParams, parse_params
 
 DATA = DataSchema().model_dump()
 SCHEMA = DataSchema()
 # one torch thread: the fold fits are tiny, and two threads on a busy 2-core machine spin-wait (10x slower)
 FAST_TRAIN = {"epochs": 5, "progress": False, "features": {"buckets": 4096}, "threads": 1}
-CLEAN = {"progress": False}
+CLEAN = {"progress": False, "fold_train": {}}  # fold models: FAST_TRAIN as it is (without DP)
 FLIP_SHARE = 0.12
 
 
@@ -340,6 +341,24 @@ def test_bad_parameters_and_models_are_refused(noisy, cleaned):
         parse_params(CleanParams, {"naive_bayes_temperature": -1}, name="clean")
     with pytest.raises(ParameterError, match="unknown model 'forest'.*naive_bayes"):
         cross_validate_pred_probs(merged, dev, {**CLEAN, "models": ["forest"]}, FAST_TRAIN, DATA, 0)
+
+
+def test_fold_models_keep_their_own_non_private_recipe():
+    """clean.fold_train is merged over params:train key by key; DP is off whatever either block says."""
+    private = parse_params(TrainParams, {"features": {"buckets": 4096}}, name="train")  # DP on: the default
+    assert private.privacy.enabled and private.model.embedding_dim == 1
+    folds = fold_train_params(private, parse_params(CleanParams, {}, name="clean"))
+    assert folds["privacy"]["enabled"] is False and folds["progress"] is False
+    assert folds["model"]["embedding_dim"] == 16 and folds["features"]["idf"] is True and folds["epochs"] == 10
+    assert folds["features"]["buckets"] == 4096  # a key fold_train does not set comes from params:train
+    same = fold_train_params(private, parse_params(CleanParams, {"fold_train": {}}, name="clean"))
+    assert same == private.model_dump() | {"progress": False, "privacy": same["privacy"]}
+    forced = parse_params(CleanParams, {"fold_train": {"privacy": {"enabled": True}}}, name="clean")
+    assert fold_train_params(private, forced)["privacy"]["enabled"] is False
+    with pytest.raises(ParameterError, match="unknown parameter 'clean.fold_train.model.embeding_dim'"):
+        fold_train_params(private, parse_params(CleanParams, {"fold_train": {"model": {"embeding_dim": 8}}}))
+    with pytest.raises(ParameterError, match="clean.fold_train.epochs"):
+        fold_train_params(private, parse_params(CleanParams, {"fold_train": {"epochs": 0}}))
 
 
 def test_a_model_that_returns_no_distribution_is_refused(noisy, cleaned):

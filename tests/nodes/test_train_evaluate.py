@@ -129,6 +129,7 @@ def test_virtual_steps_run_large_logical_batches_in_physical_chunks(sets):
         ({"target_delta": -1}, {}, "target_delta"),
         ({"target_delta": 0.5}, {}, "must be below 1/N"),
         ({"accountant": "gdp2"}, {}, "accountant"),
+        ({"target_epsilon": 1000}, {}, "too large for the prv accountant.*use accountant: rdp"),
         ({}, {"batch_size": 10_000}, "larger than the"),
     ],
 )

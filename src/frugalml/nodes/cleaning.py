@@ -42,7 +42,15 @@ from frugalml.labels import CONFIDENCE_COLUMN, GOLD, RELABELLED, SOURCE_COLUMN, 
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import fit_idf, tfidf_weights
 from frugalml.nodes.split import id_column_of
-from frugalml.params import CleanParams, DataIssueParams, DataSchema, FeatureParams, TrainParams, parse_params
+from frugalml.params import (
+    CleanParams,
+    DataIssueParams,
+    DataSchema,
+    FeatureParams,
+    TrainParams,
+    deep_merge,
+    parse_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -407,6 +415,29 @@ def _tfidf_logreg(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) 
 # --- out-of-fold probabilities -------------------------------------------------------------------------------
 
 
+def fold_train_params(train: TrainParams, config: CleanParams) -> dict[str, Any]:
+    """The ngram_bag fold models' recipe: ``clean.fold_train`` deep-merged over ``params:train``, DP off.
+
+    The fold models are internal (their probabilities never leave the project), so they train without DP; the
+    released model's DP training is what spends the privacy budget (docs/privacy.md). The released recipe is
+    tuned for DP, so the folds keep their own non-private one.
+
+    Args:
+        train: ``params:train``.
+        config: ``params:clean``.
+
+    Returns:
+        A validated ``train`` block as a dict.
+
+    Raises:
+        ParameterError: ``clean.fold_train`` holds an unknown key or a bad value (named).
+    """
+    merged = deep_merge(train.model_dump(), config.fold_train)
+    merged["progress"] = False
+    merged["privacy"] = {**merged["privacy"], "enabled": False}
+    return parse_params(TrainParams, merged, name="clean.fold_train").model_dump()
+
+
 def label_issue_mask(labels: np.ndarray, pred_probs: np.ndarray, *, filter_by: str) -> np.ndarray:
     """cleanlab's confident-learning filter.
 
@@ -481,10 +512,7 @@ def cross_validate_pred_probs(  # noqa: PLR0917  (a Kedro node: inputs arrive po
     labels = class_indices(frame[schema.label_column], schema)
     check_folds(labels, config.folds, schema)
     factories = {name: create_probability_model(name) for name in config.models}
-    # The fold models are internal (their probabilities never leave the project), so they train without DP: the
-    # released model's DP training is what spends the privacy budget (docs/privacy.md).
-    fold_train = train_config.model_dump() | {"progress": False}
-    fold_train["privacy"] = {**fold_train["privacy"], "enabled": False}
+    fold_train = fold_train_params(train_config, config)
     context = FoldContext(train=fold_train, data=schema.model_dump(), seed=seed, clean=config.model_dump())
     predictors = {name: factory(frame, dev, context) for name, factory in factories.items()}
     splitter = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=seed)
