@@ -228,7 +228,7 @@ class CleanParams(Strict):
     exclude_by: FilterMethod | None = None  # picks the rows left out of the next round's fits; null: filter_by
     naive_bayes_temperature: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # NB log-posterior divisor
     # ngram_bag fold models: overrides deep-merged over params:train (privacy is always off for them). The
-    # released model's recipe is tuned for DP; the folds are internal, so they keep the best non-private recipe.
+    # released model's recipe is tuned for DP; the folds are internal, so they keep a non-private one (width 16, idf).
     fold_train: dict[str, Any] = Field(default_factory=lambda: copy.deepcopy(FOLD_TRAIN_DEFAULT))
     rank_by: Literal["self_confidence", "normalized_margin", "confidence_weighted_entropy"] = "self_confidence"
     relabel_min_confidence: float = Field(default=0.9, gt=0, le=1, allow_inf_nan=False)
