@@ -226,6 +226,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = validate_parameters(load_project_parameters(REPO / "conf"))
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.clean)}
+    end_model = config.clean if args.end_model == "fold" else config.clean.model_copy(update={"fold_train": {}})
     params = {
         "data": config.data.model_dump(),
         "seed": config.seed,
@@ -233,12 +234,7 @@ def main() -> None:
         # without DP: cleaning is measured on its own (benchmarks.privacy measures DP). "fold": the non-private
         # recipe of the clean stage's fold models (clean.fold_train over params:train); "train": the released
         # recipe (tuned for DP) with DP off
-        "train": (
-            fold_train_params(config.train, config.clean)
-            if args.end_model == "fold"
-            else config.train.model_dump() | {"privacy": {**config.train.privacy.model_dump(), "enabled": False}}
-        )
-        | {"progress": False, "threads": args.threads},
+        "train": fold_train_params(config.train, end_model) | {"threads": args.threads},
     }
     emails = load_corpus_emails(1500 if args.quick else None)
     validated, _ = validate_text_dataset(emails, params["data"])

@@ -343,7 +343,7 @@ def test_bad_parameters_and_models_are_refused(noisy, cleaned):
         cross_validate_pred_probs(merged, dev, {**CLEAN, "models": ["forest"]}, FAST_TRAIN, DATA, 0)
 
 
-def test_fold_models_keep_their_own_non_private_recipe():
+def test_fold_models_keep_their_own_non_private_recipe(noisy, cleaned):
     """clean.fold_train is merged over params:train key by key; DP is off whatever either block says."""
     private = parse_params(TrainParams, {"features": {"buckets": 4096}}, name="train")  # DP on: the default
     assert private.privacy.enabled and private.model.embedding_dim == 1
@@ -355,6 +355,17 @@ def test_fold_models_keep_their_own_non_private_recipe():
     assert same == private.model_dump() | {"progress": False, "privacy": same["privacy"]}
     forced = parse_params(CleanParams, {"fold_train": {"privacy": {"enabled": True}}}, name="clean")
     assert fold_train_params(private, forced)["privacy"]["enabled"] is False
+    seen = []
+
+    @register_probability_model("test_recipe_probe")
+    def probe(frame, dev, context: FoldContext):  # records the recipe the stage hands its fold models
+        seen.append(context.train)
+        return lambda fit, held: np.full((len(held), 2), 0.5)
+
+    merged, dev = cleaned[0], noisy[1]
+    cross_validate_pred_probs(merged, dev, {"progress": False, "rounds": 1, "models": ["test_recipe_probe"]},
+                              {**FAST_TRAIN, "privacy": {"enabled": True}}, DATA, 0)  # fmt: skip
+    assert seen and seen[0]["model"]["embedding_dim"] == 16 and seen[0]["privacy"]["enabled"] is False
     with pytest.raises(ParameterError, match="unknown parameter 'clean.fold_train.model.embeding_dim'"):
         fold_train_params(private, parse_params(CleanParams, {"fold_train": {"model": {"embeding_dim": 8}}}))
     with pytest.raises(ParameterError, match="clean.fold_train.epochs"):
