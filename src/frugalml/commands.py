@@ -14,7 +14,8 @@ from rich.console import Console
 
 from frugalml.errors import AccessDenied, ApprovalError, FrugalMLError, GovernanceError
 from frugalml.governance.audit import AuditLog
-from frugalml.governance.rbac import GovernanceConfig, Identity, check_operation, current_identity, load_governance
+from frugalml.governance.context import Governed, open_governed
+from frugalml.governance.rbac import GovernanceConfig, Identity, check_operation, load_governance
 
 console = Console()
 
@@ -44,20 +45,44 @@ def default_tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
 
 
-def _context(env: str) -> tuple[Path, GovernanceConfig, AuditLog]:
+def _experiments(root: Path, env: str) -> list[str]:
+    import warnings
+
+    from kedro.config import MissingConfigException, OmegaConfigLoader
+
+    warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
+    try:
+        loader = OmegaConfigLoader(str(root / "conf"), base_env="base", default_run_env=env,
+                                   config_patterns={"mlflow": ["mlflow*", "mlflow*/**"]},
+                                   custom_resolvers={"frugalml.project_path": lambda rel=".": str(root / rel)})
+        return [str(loader["mlflow"]["tracking"]["experiment"]["name"])]
+    except (MissingConfigException, KeyError, TypeError):
+        return ["frugalml"]
+
+
+def _open(env: str, operation: str) -> Governed:
+    """The governed context, checked for ``operation`` (refusals audited): policy first, then the role."""
     root = project_root()
     config = load_governance(root / "conf", env)
-    path = Path(config.audit.path)
-    log = AuditLog(path if path.is_absolute() else root / path, retention_days=config.audit.retention_days)
-    return root, config, log
+    governed = open_governed(root, config, tracking_uri=default_tracking_uri(root), experiments=_experiments(root, env))
+    from frugalml.governance.policy import weakenings
+
+    if operation in UNDER_BASELINE and weakenings(governed.baseline, config):
+        # asking for (or granting) the change_governance that a weaker conf/local needs, or reading, happens under
+        # the governance of record, never under the weaker config
+        console.print("[yellow]note:[/yellow] conf weakens governance; this command runs under the governance of "
+                      "record (the server's, or conf/base at git HEAD)", highlight=False)  # fmt: skip
+        governed = open_governed(root, governed.baseline, tracking_uri=default_tracking_uri(root),
+                                 experiments=_experiments(root, env))  # fmt: skip
+        governed.config = governed.baseline
+    else:
+        governed.enforce_policy()
+    _authorise(governed.config, governed.log, governed.identity, operation)
+    return governed
 
 
-def _open(env: str, operation: str) -> tuple[Path, GovernanceConfig, AuditLog, Identity]:
-    """Project, governance config, audit log and the acting user, checked for ``operation`` (audited)."""
-    root, config, log = _context(env)
-    identity = current_identity()
-    _authorise(config, log, identity, operation)
-    return root, config, log, identity
+#: Commands that may run while conf/local weakens governance: they run under the baseline instead.
+UNDER_BASELINE = frozenset({"request", "approve", "approvals", "audit.verify", "audit.prove", "privacy.status"})
 
 
 def _authorise(config: GovernanceConfig, log: AuditLog, identity: Identity, operation: str) -> None:
@@ -68,42 +93,49 @@ def _authorise(config: GovernanceConfig, log: AuditLog, identity: Identity, oper
         raise
 
 
-def _mlflow_anchors(uri: str) -> list[tuple[int, str]]:
-    """``audit.head`` tags of every run in the tracking store (best effort)."""
-    from mlflow.tracking import MlflowClient
-
-    anchors = []
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        for experiment in client.search_experiments():
-            for run in client.search_runs([experiment.experiment_id], max_results=5000):
-                head = run.data.tags.get("audit.head")
-                if head and ":" in head:
-                    seq, digest = head.split(":", 1)
-                    anchors.append((int(seq), digest))
-    except Exception:  # noqa: BLE001 - the store may be absent; the anchors file still counts
-        return []
-    return anchors
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    """``frugalml audit verify``."""
-    root, config, log, identity = _open(args.env, "audit.verify")
-    result = log.verify(extra_anchors=_mlflow_anchors(default_tracking_uri(root)) if args.mlflow else None)
-    console.print(str(result))
+    """``frugalml audit verify``: the chain, every signed anchor, the MLflow run anchors and the witness."""
+    governed = _open(args.env, "audit.verify")
+    log = governed.log
+    result = log.verify_all() if args.mlflow else log.verify()
+    console.print(str(result), highlight=False)
     if result.ok:
-        log.append("audit.verify", actor=identity.user, ok=True, records=result.records)
+        log.append("audit.verify", actor=governed.identity.user, ok=True, records=result.records)
         return 0
     return 1
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    """``frugalml audit prove SEQ``: a Merkle inclusion proof of one record against a fresh signed head."""
+    from frugalml.governance.merkle import inclusion_proof, verify_inclusion
+
+    governed = _open(args.env, "audit.prove")
+    log = governed.log
+    log.require_intact()
+    records = log.records()
+    index = next((i for i, r in enumerate(records) if r["seq"] == args.seq), None)
+    if index is None:
+        raise GovernanceError(f"no audit record seq {args.seq} (records {records[0]['seq'] if records else '-'}"
+                              f"..{records[-1]['seq'] if records else '-'})")  # fmt: skip
+    head = log.signed_head()
+    first = int(head["first_seq"])
+    hashes = [r["hash"] for r in records if first <= r["seq"] <= head["seq"]]
+    leaf = args.seq - first
+    proof = {"record": records[index], "leaf_index": leaf, "tree_size": len(hashes),
+             "proof": inclusion_proof(hashes, leaf), "signed_head": head}  # fmt: skip
+    assert verify_inclusion(records[index]["hash"], leaf, len(hashes), proof["proof"], head["root"])
+    console.print_json(data=proof)
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``frugalml audit report``."""
     from frugalml.governance.lineage import lineage_report
 
-    root, config, log, identity = _open(args.env, "audit.report")
+    governed = _open(args.env, "audit.report")
+    root = governed.root
     paths = lineage_report(
-        log,
+        governed.log,
         default_tracking_uri(root),
         run_id=args.run,
         model=args.model,
@@ -117,129 +149,134 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_purge(args: argparse.Namespace) -> int:
     """``frugalml audit purge --before DATE``."""
-    _, config, log, identity = _open(args.env, "audit.purge")
+    governed = _open(args.env, "audit.purge")
     before = datetime.fromisoformat(args.before)
     before = before if before.tzinfo else before.replace(tzinfo=UTC)
-    removed = log.purge(before, actor=identity.user)
+    removed = governed.log.purge(before, actor=governed.identity.user)
     console.print(f"purged {removed} audit records older than {before.date()}")
     return 0
 
 
 def cmd_request(args: argparse.Namespace) -> int:
-    """``frugalml request OPERATION``."""
-    from frugalml.governance.approvals import request_operation
+    """``frugalml request OPERATION --detail key=value ...``."""
+    from frugalml.governance.approvals import parse_detail_args, request_operation
 
-    _, config, log = _context(args.env)
-    details = dict(item.split("=", 1) for item in args.detail)
-    request = request_operation(log, config, current_identity(), args.operation, details)
-    console.print(
-        f"request {request.request_id} ({request.operation}) waits for an approver: "
-        f"frugalml approve {request.request_id}"
-    )
+    governed = _open(args.env, "request")
+    signed = request_operation(governed.log, governed.client, governed.config, governed.identity, args.operation,
+                               details=parse_detail_args(args.detail))  # fmt: skip
+    console.print(f"request {signed['id']} ({signed['operation']}, {_details(signed['details'])}) waits for an "
+                  f"approver: frugalml approve {signed['id']}", highlight=False)  # fmt: skip
     return 0
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
-    """``frugalml approve REQUEST_ID``."""
-    from frugalml.governance.approvals import approve
+def _details(details: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(details.items())) or "no details"
 
-    _, config, log = _context(args.env)
-    request = approve(log, config, current_identity(), args.request_id)
-    console.print(f"approved {request.request_id} ({request.operation}) requested by {request.requested_by}")
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    """``frugalml approve REQUEST_ID``: shows what is approved, then approves exactly that."""
+    from frugalml.governance.approvals import approve, require_server
+
+    governed = _open(args.env, "approve")
+    shown = require_server(governed.client, "approve").get(args.request_id)
+    console.print(f"request {shown['id']}: {shown['operation']} requested by {shown['requested_by']} at "
+                  f"{shown['requested_at']}, state {shown['state']}", highlight=False)  # fmt: skip
+    for key, value in sorted(shown["details"].items()):
+        console.print(f"  {key} = {value}", highlight=False)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ApprovalError("read the details above, then approve with `frugalml approve "
+                                f"{args.request_id} --yes` (no terminal to confirm on)")  # fmt: skip
+        typed = input(f"type {args.request_id} to approve exactly this: ").strip()
+        if typed != args.request_id:
+            raise ApprovalError("not confirmed: nothing was approved")
+    signed = approve(governed.log, governed.client, governed.identity, args.request_id, shown["details"])
+    console.print(f"approved {signed['id']} ({signed['operation']}, {_details(signed['details'])}) requested by "
+                  f"{signed['requested_by']}", highlight=False)  # fmt: skip
     return 0
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    """``frugalml approvals``: the requests and their state."""
-    from frugalml.governance.approvals import requests
+    """``frugalml approvals``: the requests on the governance server and their state."""
+    from frugalml.governance.approvals import require_server
 
-    _, config, log, identity = _open(args.env, "audit.verify")
-    for request in requests(log).values():
+    governed = _open(args.env, "approvals")
+    for request in require_server(governed.client, "approvals").requests():
         console.print(
-            f"{request.request_id}  {request.operation:22s} {request.state:9s} by {request.requested_by}"
-            f"{' approved by ' + request.approved_by if request.approved_by else ''}"
+            f"{request['id']}  {request['operation']:22s} {request['state']:9s} by {request['requested_by']}"
+            f"{' approved by ' + request['approved_by'] if request['approved_by'] else ''}  "
+            f"{_details(request['details'])}", highlight=False
         )
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """``frugalml check``: the deployment checklist."""
-    from frugalml.governance.checklist import run_checklist
+    from frugalml.governance.checklist import exit_status, run_checklist
 
-    root, config, log, identity = _open(args.env, "check")
+    governed = _open(args.env, "check")
+    root, config, log, identity = governed.root, governed.config, governed.log, governed.identity
     items = run_checklist(root, config, log, default_tracking_uri(root), run_id=args.run, scan=not args.no_scan)
     for item in items:
-        colour = {"pass": "green", "fail": "red", "skipped": "yellow"}[item.status]
-        console.print(f"[{colour}]{item.status.upper():8s}[/{colour}] {item.name}: {item.detail}")
+        colour = {"pass": "green", "fail": "red", "skipped": "yellow", "unknown": "magenta"}[item.status]
+        console.print(f"[{colour}]{item.status.upper():8s}[/{colour}] {item.name}: {item.detail}", highlight=False)
     log.append("check.run", actor=identity.user, results={i.name: i.status for i in items})
-    return 0 if all(item.status != "fail" for item in items) else 1
-
-
-def _approved(log: AuditLog, identity: Identity, request_id: str, operation: str, **expected: str) -> None:
-    """Consume an approved request whose details match the operation's target."""
-    from frugalml.governance.approvals import consume, requests
-
-    found = requests(log).get(request_id)
-    mismatched = {
-        key: value for key, value in expected.items() if found and str(found.details.get(key, value)) != str(value)
-    }
-    if mismatched:
-        log.append(
-            "approval.refused", actor=identity.user, request_id=request_id, reason=f"details differ: {mismatched}"
-        )
-        raise ApprovalError(f"request {request_id!r} was approved for other details: {found.details}")
-    consume(log, identity, request_id, operation)
+    return exit_status(items)  # an item that could not be established (unknown) blocks like a failure
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    """``frugalml promote``: set the production alias (two-person rule + passing checklist)."""
+    """``frugalml promote``: set the production alias (passing checklist, then the approval on the server)."""
     from mlflow.tracking import MlflowClient
 
-    from frugalml.governance.checklist import run_checklist
+    from frugalml.governance.approvals import require_server
+    from frugalml.governance.checklist import BLOCKING_STATUSES, run_checklist
 
-    root, config, log, identity = _open(args.env, "promote")
+    governed = _open(args.env, "promote")
+    root, config, log, identity = governed.root, governed.config, governed.log, governed.identity
+    client = require_server(governed.client, "promote_production")
     uri = default_tracking_uri(root)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    run_id = client.get_model_version(args.model, args.version).run_id
+    run_id = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(args.model, args.version).run_id
     failed = [
-        i for i in run_checklist(root, config, log, uri, run_id=run_id, scan=not args.no_scan) if i.status == "fail"
+        i for i in run_checklist(root, config, log, uri, run_id=run_id, scan=not args.no_scan)
+        if i.status in BLOCKING_STATUSES
     ]
     if failed:
         reason = "; ".join(f"{i.name}: {i.detail}" for i in failed)
-        log.append(
-            "rbac.refused",
-            actor=identity.user,
-            operation="promote",
-            model=args.model,
-            version=args.version,
-            reason=f"deployment checklist failed: {reason}",
-        )
+        log.append("rbac.refused", actor=identity.user, operation="promote", model=args.model,
+                   version=args.version, reason=f"deployment checklist failed: {reason}")  # fmt: skip
         raise GovernanceError(f"promotion of {args.model} v{args.version} refused, the checklist fails: {reason}")
-    _approved(log, identity, args.request, "promote_production", model=args.model, version=args.version)
-    client.set_registered_model_alias(args.model, "production", args.version)
-    log.append(
-        "registry.alias",
-        actor=identity.user,
-        model=args.model,
-        version=args.version,
-        alias="production",
-        request_id=args.request,
-    )
+    try:
+        receipt = client.promote(args.model, args.version, args.request)
+    except (AccessDenied, ApprovalError) as error:
+        log.append("approval.refused", actor=identity.user, request_id=args.request, reason=str(error))
+        raise
+    log.append("approval.used", actor=identity.user, request_id=args.request, operation="promote_production",
+               details=receipt["details"], approved_by=receipt["approved_by"], server_signature=receipt["sig"])
+    log.append("registry.alias", actor=identity.user, model=args.model, version=args.version, alias="production",
+               request_id=args.request)  # fmt: skip
+    log.anchor(actor=identity.user)
     console.print(f"{args.model} v{args.version} is now 'production'")
     return 0
 
 
 def cmd_delete_run(args: argparse.Namespace) -> int:
-    """``frugalml runs delete RUN_ID --request ID`` (two-person rule)."""
-    from mlflow.tracking import MlflowClient
+    """``frugalml runs delete RUN_ID ... --request ID`` (two-person rule, on the server)."""
+    from frugalml.governance.approvals import require_server
 
-    root, config, log, identity = _open(args.env, "delete_runs")
-    client = MlflowClient(tracking_uri=default_tracking_uri(root))
-    client.get_run(args.run_id)  # exists
-    _approved(log, identity, args.request, "delete_runs", run_id=args.run_id)
-    client.delete_run(args.run_id)
-    log.append("registry.delete_run", actor=identity.user, run_id_deleted=args.run_id, request_id=args.request)
-    console.print(f"run {args.run_id} deleted")
+    governed = _open(args.env, "delete_runs")
+    log, identity = governed.log, governed.identity
+    client = require_server(governed.client, "delete_runs")
+    try:
+        receipt = client.delete_runs(sorted(set(args.run_id)), args.request)
+    except (AccessDenied, ApprovalError) as error:
+        log.append("approval.refused", actor=identity.user, request_id=args.request, reason=str(error))
+        raise
+    log.append("approval.used", actor=identity.user, request_id=args.request, operation="delete_runs",
+               details=receipt["details"], approved_by=receipt["approved_by"], server_signature=receipt["sig"])
+    for run_id in sorted(set(args.run_id)):
+        log.append("registry.delete_run", actor=identity.user, run_id_deleted=run_id, request_id=args.request)
+    log.anchor(actor=identity.user)
+    console.print(f"deleted {', '.join(sorted(set(args.run_id)))}")
     return 0
 
 
@@ -247,8 +284,9 @@ def cmd_privacy_status(args: argparse.Namespace) -> int:
     """``frugalml privacy status``: lifetime epsilon spent and remaining per dataset."""
     from frugalml.governance.ledger import status
 
-    _, config, log, identity = _open(args.env, "privacy.status")
-    rows = status(log, config)
+    governed = _open(args.env, "privacy.status")
+    config = governed.config
+    rows = status(governed.log, config)
     if not rows:
         console.print(
             f"no DP training recorded; default lifetime budget epsilon {config.privacy.default_budget_epsilon}"
@@ -272,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit.add_parser("verify", help="check the hash chain and its anchors; exit 1 if broken")
     verify.add_argument("--no-mlflow", dest="mlflow", action="store_false", help="ignore MLflow run anchors")
     verify.set_defaults(func=cmd_verify)
+    prove = audit.add_parser("prove", help="Merkle inclusion proof of one record against a signed head")
+    prove.add_argument("seq", type=int)
+    prove.set_defaults(func=cmd_prove)
     report = audit.add_parser("report", help="lineage report of a run or a registered model version")
     report.add_argument("--run")
     report.add_argument("--model")
@@ -287,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     request.set_defaults(func=cmd_request)
     approve = commands.add_parser("approve", help="approve another user's request")
     approve.add_argument("request_id")
+    approve.add_argument("--yes", action="store_true", help="approve the details shown without a prompt")
     approve.set_defaults(func=cmd_approve)
     commands.add_parser("approvals", help="list requests").set_defaults(func=cmd_approvals)
     promote = commands.add_parser("promote", help="set the production alias (approval + passing checklist)")
@@ -297,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(func=cmd_promote)
     runs = commands.add_parser("runs", help="MLflow runs").add_subparsers(dest="runs_command", required=True)
     delete = runs.add_parser("delete", help="delete a run (two-person rule)")
-    delete.add_argument("run_id")
+    delete.add_argument("run_id", nargs="+")
     delete.add_argument("--request", required=True, help="an approved delete_runs request")
     delete.set_defaults(func=cmd_delete_run)
     privacy = commands.add_parser("privacy", help="the privacy ledger").add_subparsers(

@@ -1,4 +1,9 @@
-"""Governance end to end: the hooks in real kedro runs, and the `frugalml` commands on their results."""
+"""Governance end to end without a server: the hooks in real kedro runs, the `frugalml` commands on them.
+
+Without a governance server the OS user is unauthenticated: they run pipelines with the local roles, every
+two-person or role-gated operation is refused, and conf/local cannot weaken governance. The same flows with a
+real server (authenticated users, the witness, approvals) are in test_service.py.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from frugalml.commands import main
-from frugalml.errors import AccessDenied
+from frugalml.errors import AccessDenied, GovernanceError
 from frugalml.governance.audit import AuditLog
 from tests.test_pipeline import SMALL, make_project, run
 
@@ -28,7 +33,9 @@ def trained(tmp_path_factory, corpus_path):
 
 
 def audit_of(project):
-    return AuditLog(project / "data" / "audit" / "audit.jsonl")
+    from frugalml.governance.context import local_key
+
+    return AuditLog(project / "data" / "audit" / "audit.jsonl", signer=local_key(project, create=False))
 
 
 def test_a_run_is_audited_with_hashes_and_anchored_in_mlflow(trained):
@@ -38,15 +45,18 @@ def test_a_run_is_audited_with_hashes_and_anchored_in_mlflow(trained):
     records = [r for r in log.records() if r["run_id"] == run_id]
     kinds = {r["kind"] for r in records}
     assert {"pipeline.start", "params.snapshot", "node.start", "node.end", "dataset.load", "dataset.save",
-            "pipeline.end", "registry.register", "audit.anchor"} <= kinds  # fmt: skip
+            "pipeline.end", "registry.register", "audit.anchor", "privacy.spend"} <= kinds  # fmt: skip
     start = next(r for r in records if r["kind"] == "pipeline.start")
     assert start["actor"] == getpass.getuser() and start["data"]["params_digest"]
+    allowed = next(r for r in log.records() if r["kind"] == "rbac.allowed")
+    assert allowed["data"]["authenticated"] is False and allowed["data"]["roles"] == ["data-scientist"]
     saved = {r["data"]["dataset"]: r["data"] for r in records if r["kind"] == "dataset.save"}
     assert saved["train_set"]["layer"] == "05_model_input" and saved["train_set"]["rows"] > 0
     assert len(saved["train_set"]["content_hash"]) == 16
     tags = MlflowClient(f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id).data.tags
-    seq, head = tags["audit.head"].split(":")
-    assert next(r for r in log.records() if r["seq"] == int(seq))["hash"] == head
+    head = json.loads(tags["audit.head"])  # a signed tree head, checked like the anchors file
+    assert head["kind"] == "head" and head["sig"] and head["signer"].startswith("local:")
+    assert next(r for r in log.records() if r["seq"] == head["seq"])["hash"] == head["hash"]
 
 
 def test_cli_verify_report_and_check(trained, monkeypatch, capsys):
@@ -54,7 +64,11 @@ def test_cli_verify_report_and_check(trained, monkeypatch, capsys):
     monkeypatch.chdir(project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/mlruns/mlflow.db")
     assert main(["audit", "verify"]) == 0
-    assert "intact" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "intact" in out and "local key" in out and "no witness" in out  # says who vouches, and how little
+    assert main(["audit", "prove", "3"]) == 0
+    proof = json.loads(capsys.readouterr().out)
+    assert proof["record"]["seq"] == 3 and proof["signed_head"]["root"] and proof["proof"]
     assert main(["audit", "report", "--model", "frugalml-text-classifier", "--version", "1"]) == 0
     report = (project / "data" / "08_reporting" / "lineage" / "lineage_frugalml-text-classifier_v1.md").read_text()
     assert "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb" in report  # raw archive digest
@@ -62,11 +76,10 @@ def test_cli_verify_report_and_check(trained, monkeypatch, capsys):
     assert main(["check", "--no-scan"]) == 1  # watermarking is not built yet: the checklist fails
     out = capsys.readouterr().out
     assert "PASS     audit chain intact" in out and "PASS     model artifacts in safe formats" in out
-    assert "PASS     DP on with epsilon <= 2" in out and "PASS     no secrets in MLflow params" in out  # default DP
     assert "FAIL     watermark verified" in out
 
 
-def test_cli_detects_tampering_and_refuses_purge_below_retention(trained, tmp_path, monkeypatch, capsys):
+def _copy(trained, tmp_path, monkeypatch):
     import shutil
 
     project, _ = trained
@@ -74,13 +87,17 @@ def test_cli_detects_tampering_and_refuses_purge_below_retention(trained, tmp_pa
     shutil.copytree(project, copy)
     monkeypatch.chdir(copy)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy}/mlruns/mlflow.db")
-    assert main(["audit", "purge", "--before", "2020-01-01"]) == 2  # a data scientist may not purge
-    assert "may not 'audit.purge'" in capsys.readouterr().out
-    _govern(copy, {getpass.getuser(): ["admin"]}, [])
-    assert main(["audit", "purge", "--before", "2100-01-01"]) == 2  # an admin may, but not below retention
-    assert "refused" in capsys.readouterr().out
+    return copy
+
+
+def test_cli_detects_tampering_and_refuses_an_unauthenticated_purge(trained, tmp_path, monkeypatch, capsys):
+    copy = _copy(trained, tmp_path, monkeypatch)
+    monkeypatch.setenv("LOGNAME", "admin")  # `admin` is an admin in governance.yml: claiming the name gives nothing
+    monkeypatch.setenv("USER", "admin")
+    assert main(["audit", "purge", "--before", "2020-01-01"]) == 2
+    assert "needs an authenticated identity" in capsys.readouterr().out
     log = audit_of(copy)
-    assert log.records()[-1]["kind"] == "audit.purge_refused" and log.verify().ok
+    assert log.records()[-1]["kind"] == "rbac.refused" and log.verify().ok
     content = log.path.read_text().splitlines(keepends=True)
     record = json.loads(content[10])
     record["actor"] = "mallory"
@@ -90,20 +107,61 @@ def test_cli_detects_tampering_and_refuses_purge_below_retention(trained, tmp_pa
     assert "BROKEN at line 11" in capsys.readouterr().out
 
 
-def _govern(project, users: dict, local_roles: list) -> None:
-    base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
-    base["users"] = users
-    base["identity"] = {"local_user_roles": local_roles}
-    (project / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump(base))
+def test_a_chain_rewritten_with_recomputed_hashes_is_caught_by_the_signed_mlflow_anchor(
+    trained, tmp_path, monkeypatch, capsys
+):
+    from frugalml.governance.audit import record_hash
+
+    copy = _copy(trained, tmp_path, monkeypatch)
+    log = audit_of(copy)
+    records = log.records()
+    prev, out = "0" * 64, []
+    for record in records:  # rewrite history: one actor changed, every hash and link recomputed
+        record = {**record, "prev": prev, "actor": "mallory" if record["seq"] == 5 else record["actor"]}
+        record["hash"] = record_hash(record)
+        prev = record["hash"]
+        out.append(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+    log.path.write_text("".join(out))
+    log.anchors_path.unlink()  # and remove the anchors file too: the MLflow run tags still hold signed heads
+    assert main(["audit", "verify"]) == 1
+    assert "MLflow run" in capsys.readouterr().out
+
+
+def test_governance_cannot_be_switched_off_from_conf_local(trained, tmp_path, monkeypatch, capsys):
+    copy = _copy(trained, tmp_path, monkeypatch)
+    for weaker, finding in [
+        ({"audit": {"enabled": False}}, "audit.enabled"),
+        ({"privacy": {"require_dp": False}}, "require_dp"),
+        ({"privacy": {"default_budget_epsilon": 1000}}, "default_budget_epsilon"),
+        ({"audit": {"path": "data/audit/fresh.jsonl"}}, "fresh, empty ledger"),
+        ({"identity": {"local_user_roles": ["admin"]}}, "unauthenticated users gain"),
+    ]:
+        base = yaml.safe_load((copy / "conf" / "base" / "governance.yml").read_text())
+        for block, values in weaker.items():
+            base[block] = {**base[block], **values}
+        (copy / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump(base))
+        before = len(audit_of(copy).records())
+        with pytest.raises(GovernanceError, match=f"weakens governance: .*{finding}"):
+            run(copy, "train", monkeypatch)
+        refused = audit_of(copy).records()[before:]  # audited in the real trail, not in the weakened one
+        assert [r["kind"] for r in refused] == ["governance.refused"], refused
+        assert not (copy / "data" / "audit" / "fresh.jsonl").exists()
+        assert main(["runs", "delete", "0" * 32, "--request", "x"]) == 2  # the CLI refuses the weaker config
+        assert "weakens governance" in capsys.readouterr().out
+        assert main(["privacy", "status"]) == 0  # reading runs under the governance of record
+        assert "runs under the governance of record" in capsys.readouterr().out
+    (copy / "conf" / "local" / "governance.yml").unlink()
 
 
 @pytest.mark.parametrize(
-    ("users", "message"),
-    [({getpass.getuser(): ["viewer"]}, "may not run pipeline 'train'"), ({}, "unknown user")],
+    ("local_roles", "message"),
+    [(["viewer"], "may not run pipeline 'train'"), ([], "unauthenticated local user")],
 )
-def test_viewer_or_unknown_user_cannot_train(tmp_path, corpus_path, monkeypatch, users, message):
+def test_local_users_get_only_the_local_roles(tmp_path, corpus_path, monkeypatch, local_roles, message):
     project = make_project(tmp_path, corpus_path, SMALL)
-    _govern(project, users, [])
+    (project / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump({"identity": {
+        "local_user_roles": local_roles}}))  # fmt: skip
+    monkeypatch.setenv("LOGNAME", "alice")  # alice is a data scientist in `users`, but nobody proved it
     with pytest.raises(AccessDenied, match=message):
         run(project, "train", monkeypatch)
     log = audit_of(project)
@@ -115,119 +173,43 @@ def test_viewer_or_unknown_user_cannot_train(tmp_path, corpus_path, monkeypatch,
     assert not (project / "data" / "06_models").exists()
 
 
-def test_two_person_operations_through_the_cli(trained, tmp_path, monkeypatch, capsys):
-    import re
-    import shutil
-
-    from frugalml.governance.approvals import approve, requests
-    from frugalml.governance.rbac import Identity, load_governance
-
-    project, run_id = trained
-    copy = tmp_path / "copy"
-    shutil.copytree(project, copy)
-    monkeypatch.chdir(copy)
-    uri = f"sqlite:///{copy}/mlruns/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    _govern(copy, {getpass.getuser(): ["data-scientist", "approver"], "bob": ["approver"]}, [])
-    log, config = audit_of(copy), load_governance(copy / "conf")
-
-    def request(*args: str) -> str:
-        assert main(["request", *args]) == 0
-        return re.search(r"request (\w+)", capsys.readouterr().out).group(1)
-
-    # deleting a run: refused without an approval, done with one from another user
-    pending = request("delete_runs", "--detail", f"run_id={run_id}")
-    assert main(["runs", "delete", run_id, "--request", pending]) == 2
-    assert "pending, not approved" in capsys.readouterr().out
-    assert main(["approve", pending]) == 2  # self-approval through the CLI
-    assert "cannot approve their own request" in capsys.readouterr().out
-    approve(log, config, Identity("bob", "mlflow-server"), pending)
-    assert main(["runs", "delete", run_id, "--request", pending]) == 0
-    assert MlflowClient(uri).get_run(run_id).info.lifecycle_stage == "deleted"
-    assert main(["runs", "delete", run_id, "--request", pending]) == 2  # used once
-    # promotion: approved, but the deployment checklist fails (no watermark): refused, not consumed
-    promotion = request("promote_production", "--detail", "model=frugalml-text-classifier", "--detail", "version=1")
-    approve(log, config, Identity("bob", "mlflow-server"), promotion)
-    capsys.readouterr()
-    assert main(["promote", "--model", "frugalml-text-classifier", "--version", "1", "--request", promotion,
-                 "--no-scan"]) == 2  # fmt: skip
-    assert "checklist fails" in capsys.readouterr().out
-    assert requests(log)[promotion].state == "approved"
-    client = MlflowClient(uri, registry_uri=uri)
-    assert "production" not in client.get_registered_model("frugalml-text-classifier").aliases
-    assert log.verify().ok
-
-
-def test_privacy_ledger_refuses_a_run_over_budget_until_a_raise_is_approved(tmp_path, corpus_path, monkeypatch, capsys):
+def test_the_privacy_ledger_refuses_a_run_over_budget(tmp_path, corpus_path, monkeypatch, capsys):
     from frugalml.errors import GovernanceError
-    from frugalml.governance.approvals import approve, request_operation
-    from frugalml.governance.rbac import Identity, load_governance
 
     private = {**SMALL, "train": {**SMALL["train"], "epochs": 2, "batch_size": 32,
                                   "privacy": {"enabled": True, "target_epsilon": 1.0}}}  # fmt: skip
-    project = make_project(tmp_path, corpus_path, private)
-    base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
-    base["privacy"] = {"default_budget_epsilon": 1.5, "budgets": {}}
-    (project / "conf" / "local" / "governance.yml").write_text(yaml.safe_dump(base))
+    project = make_project(tmp_path, corpus_path, private, governance={"privacy": {"default_budget_epsilon": 1.5}})
     run(project, "__default__", monkeypatch)  # spends at most 1.0 of 1.5
     log = audit_of(project)
     spends = [r for r in log.records() if r["kind"] == "privacy.spend"]
-    key = "archive:8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
-    assert [s["data"]["dataset"] for s in spends] == [key] and 0 < spends[0]["data"]["epsilon"] <= 1.01
+    assert len(spends) == 1 and spends[0]["data"]["dataset"].startswith("rows:")
+    assert 0 < spends[0]["data"]["epsilon"] <= 1.01 and spends[0]["data"]["rowset"]
     model = project / "data" / "06_models" / "text_classifier" / "model.safetensors"
     stamp = model.stat().st_mtime_ns
-    with pytest.raises(GovernanceError, match="privacy budget of archive:8d15.* would be exceeded"):
+    with pytest.raises(GovernanceError, match="privacy budget of rows:.* would be exceeded.*make server"):
         run(project, "train", monkeypatch)
     assert model.stat().st_mtime_ns == stamp  # refused before training: no new model
-    assert log.records()[-1]["kind"] in ("audit.anchor", "pipeline.error")
     monkeypatch.chdir(project)
     assert main(["privacy", "status"]) == 0
     assert "spent" in capsys.readouterr().out
-    config = load_governance(project / "conf")
-    me = Identity(getpass.getuser(), "os")
-    request = request_operation(log, config, me, "raise_privacy_budget", {"dataset": key, "epsilon": "3.0"})
-    approve(log, config, Identity("bob", "os"), request.request_id)
-    run(project, "train", monkeypatch)  # the approved raise is consumed, the run trains
-    assert model.stat().st_mtime_ns != stamp
-    assert [r["kind"] for r in log.records()].count("privacy.spend") == 2 and log.verify().ok
+    assert main(["request", "raise_privacy_budget", "--detail", f"dataset={spends[0]['data']['dataset']}",
+                 "--detail", "epsilon=3"]) == 2  # fmt: skip
+    assert "needs an authenticated identity" in capsys.readouterr().out
 
 
-def test_training_without_dp_needs_a_second_persons_approval_each_time(tmp_path, corpus_path, monkeypatch):
+def test_training_without_dp_is_refused_without_a_server(tmp_path, corpus_path, monkeypatch):
     from frugalml.errors import GovernanceError
-    from frugalml.governance.approvals import approve, request_operation, requests
-    from frugalml.governance.rbac import Identity, load_governance
 
     plain = {**SMALL, "train": {**SMALL["train"], "privacy": {"enabled": False}}}
     project = make_project(tmp_path, corpus_path, plain)
-    with pytest.raises(GovernanceError, match="without differential privacy needs a second person"):
+    with pytest.raises(GovernanceError, match="rows:[0-9a-f]{16} without differential privacy.*make server"):
         run(project, "__default__", monkeypatch)
-    model = project / "data" / "06_models" / "text_classifier" / "model.safetensors"
-    assert not model.exists()  # refused before training
-    log = audit_of(project)
-    refused = [r for r in log.records() if r["kind"] == "rbac.refused"]
-    key = "archive:8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
-    assert refused and refused[-1]["data"]["operation"] == "disable_dp" and refused[-1]["data"]["dataset"] == key
-    config = load_governance(project / "conf")
-    me = Identity(getpass.getuser(), "os")
-    other = request_operation(log, config, me, "disable_dp", {"dataset": "table:someone-else"})
-    approve(log, config, Identity("bob", "os"), other.request_id)
-    with pytest.raises(GovernanceError, match="without differential privacy"):  # approval for another dataset
-        run(project, "train", monkeypatch)
-    request = request_operation(log, config, me, "disable_dp", {"dataset": key})
-    with pytest.raises(GovernanceError, match="without differential privacy"):  # requested, not yet approved
-        run(project, "train", monkeypatch)
-    approve(log, config, Identity("bob", "os"), request.request_id)
-    run(project, "train", monkeypatch)
-    assert model.exists()
-    assert requests(log)[request.request_id].state == "used" and requests(log)[other.request_id].state == "approved"
-    assert not [r for r in log.records() if r["kind"] == "privacy.spend"]
-    stamp = model.stat().st_mtime_ns
-    with pytest.raises(GovernanceError, match="without differential privacy"):  # one approval, one run
-        run(project, "train", monkeypatch)
-    assert model.stat().st_mtime_ns == stamp and log.verify().ok
+    assert not (project / "data" / "06_models" / "text_classifier" / "model.safetensors").exists()
+    refused = [r for r in audit_of(project).records() if r["kind"] == "rbac.refused"]
+    assert refused and refused[-1]["data"]["operation"] == "disable_dp"
 
 
-def test_require_dp_off_lets_a_project_train_without_dp(tmp_path, corpus_path, monkeypatch):
+def test_require_dp_off_in_the_projects_policy_lets_it_train_without_dp(tmp_path, corpus_path, monkeypatch):
     plain = {**SMALL, "train": {**SMALL["train"], "privacy": {"enabled": False}}}
     project = make_project(tmp_path, corpus_path, plain, governance={"privacy": {"require_dp": False}})
     run_id = run(project, "__default__", monkeypatch)

@@ -32,6 +32,7 @@ from frugalml.governance.server import (
     admin_password_from_env,
     authenticated_user,
     check_loopback,
+    check_password,
     free_port,
     main,
     passwords_from_env,
@@ -59,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
         artifacts_destination=str(root / "artifacts"),
         auth_dir=root / "auth",
         admin_password=ADMIN_PASSWORD,
+        governance_file=REPO / "conf" / "base" / "governance.yml",  # the governance of record it enforces
     )
     try:
         yield handle
@@ -118,6 +120,60 @@ def test_empty_default_or_short_admin_password_is_refused(tmp_path: Path, passwo
             artifacts_destination=str(tmp_path / "artifacts"), auth_dir=tmp_path / "auth", admin_password=password,
         )  # fmt: skip
     assert not (tmp_path / "auth").exists()  # nothing written, no server started
+
+
+#: Passwords an attacker tries first (user, password): repeats, sequences, keyboard walks, common passwords
+#: with the usual decorations, and the user's or the server's name plus digits. All are 12+ characters, so
+#: only the strength policy (zxcvbn) refuses them.
+WEAK_PASSWORDS = [
+    ("admin", "aaaaaaaaaaaa"),
+    ("admin", "abcabcabcabc"),
+    ("admin", "abcdefghijkl"),
+    ("admin", "123456789012"),
+    ("admin", "qwertyuiop[]"),
+    ("admin", "1qaz2wsx3edc"),
+    ("admin", "asdfghjkl;zx"),
+    ("admin", "zxcvbnm,./zx"),
+    ("admin", "1q2w3e4r5t6y"),
+    ("admin", "qazwsxedcrfv"),
+    ("admin", "password1234"),
+    ("admin", "Password1234"),
+    ("admin", "P@ssw0rd2024!"),
+    ("admin", "iloveyou2024"),
+    ("admin", "trustno1trustno1"),
+    ("admin", "admin1234567"),
+    ("admin", "mlflow123456"),
+    ("admin", "frugalml2024"),
+    ("alice", "alice1234567"),
+    ("bob", "bob123456789"),
+    ("carol", "carolcarol12"),
+]
+
+
+@pytest.mark.parametrize(("user", "password"), WEAK_PASSWORDS)
+def test_weak_passwords_are_refused_saying_why_but_never_what(user: str, password: str):
+    why = rf"'{user}'.*(too weak: zxcvbn score [0-2] of 4|known default)"
+    with pytest.raises(GovernanceError, match=why) as refused:
+        check_password(user, password, source=f"FRUGALML_PASSWORD_{user.upper()}")
+    message = str(refused.value)
+    assert password not in message and password.lower() not in message.lower()
+    if "zxcvbn" in message:  # zxcvbn's own feedback says why
+        assert any(word in message for word in ("Repeats", "Sequences", "rows of keys", "common", "guess", "Add"))
+
+
+@pytest.mark.parametrize("password", [p for user, p in WEAK_PASSWORDS if user == "admin"][:6])
+def test_a_weak_admin_password_starts_nothing(tmp_path: Path, password: str):
+    with pytest.raises(GovernanceError, match="too weak|known default"):
+        start_server(
+            port=free_port(), backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            artifacts_destination=str(tmp_path / "artifacts"), auth_dir=tmp_path / "auth", admin_password=password,
+        )  # fmt: skip
+    assert not (tmp_path / "auth").exists()
+
+
+def test_strong_passwords_are_accepted():
+    for password in (ADMIN_PASSWORD, *PASSWORDS.values(), secrets.token_urlsafe(12), "violet-anchor-mosaic-tundra"):
+        assert check_password("alice", password) == password
 
 
 def test_admin_password_comes_from_env_and_is_never_defaulted(monkeypatch: pytest.MonkeyPatch):
@@ -230,6 +286,67 @@ def test_provisioning_resets_a_changed_password_and_role(server, provisioned):
     back = provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
     assert back["updated"] == ["bob"] and back["permissions"]["bob"] == "READ"
     assert authenticated_user(server.uri, "bob", PASSWORDS["bob"]) == "bob"
+
+
+def test_provisioning_refuses_a_weak_user_password_before_changing_anything(server, provisioned):
+    with pytest.raises(GovernanceError, match="'alice'.*too weak") as refused:
+        provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD,
+                  passwords={**PASSWORDS, "alice": "alice1234567"})  # fmt: skip
+    assert "alice1234567" not in str(refused.value)
+    assert authenticated_user(server.uri, "alice", PASSWORDS["alice"]) == "alice"  # her password is unchanged
+    with pytest.raises(AccessDenied):
+        authenticated_user(server.uri, "alice", "alice1234567")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _assert_private_and_password_free(auth: Path, *passwords: str) -> None:
+    assert _mode(auth) == 0o700
+    for name in ("basic_auth.db", "basic_auth.ini", "server.log"):
+        assert _mode(auth / name) == 0o600, name
+    config = configparser.ConfigParser()
+    config.read(auth / "basic_auth.ini")
+    assert "admin_password" not in config["mlflow"] and config["mlflow"]["admin_username"] == "admin"
+    for path in auth.rglob("*"):  # the ini, the auth database (hashes only), its journal, the log
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [p for p in passwords if p.encode() in data], f"a password in plain text in {path.name}"
+
+
+def test_the_running_servers_auth_files_are_private_and_hold_no_password(server, provisioned):
+    _assert_private_and_password_free(server.auth_config.parent, ADMIN_PASSWORD, *PASSWORDS.values())
+    assert authenticated_user(server.uri, "admin", ADMIN_PASSWORD) == "admin"  # bootstrapped before the scrub
+
+
+def test_stop_restart_and_a_failed_start_leave_no_password_on_disk(tmp_path: Path):
+    auth = tmp_path / "auth"
+    auth.mkdir(mode=0o755)
+    auth.chmod(0o755)
+    for name in ("server.log", "basic_auth.ini"):  # what an older start left, world-readable
+        (auth / name).write_text("")
+        (auth / name).chmod(0o644)
+    stores = {"backend_store_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+              "artifacts_destination": str(tmp_path / "artifacts"), "auth_dir": auth}  # fmt: skip
+    first = start_server(port=free_port(), admin_password=ADMIN_PASSWORD, **stores)
+    try:
+        _assert_private_and_password_free(auth, ADMIN_PASSWORD)
+    finally:
+        first.stop()
+    _assert_private_and_password_free(auth, ADMIN_PASSWORD)
+
+    (auth / "basic_auth.db").chmod(0o644)  # as MLflow created it before (umask 022)
+    second = start_server(port=free_port(), admin_password=ADMIN_PASSWORD, **stores)
+    try:  # the admin exists: the restarted server needs no password on disk, and the old one still works
+        _assert_private_and_password_free(auth, ADMIN_PASSWORD)
+        assert authenticated_user(second.uri, "admin", ADMIN_PASSWORD) == "admin"
+    finally:
+        second.stop()
+
+    with pytest.raises(GovernanceError, match="did not answer"):  # gives up before the server answers
+        start_server(port=free_port(), admin_password=ADMIN_PASSWORD, wait_seconds=0.05, **stores)
+    _assert_private_and_password_free(auth, ADMIN_PASSWORD)
 
 
 def test_provisioning_with_a_wrong_admin_password_is_refused(server, provisioned):

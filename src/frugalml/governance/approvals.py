@@ -1,161 +1,289 @@
-"""Two-person rule: a sensitive operation needs an approval by a different user with the approver role.
+"""Two-person rule: a sensitive operation needs an approval by a different, authenticated user.
 
-Requests, approvals, refusals and uses are audit events, so the tamper-evident chain *is* the approvals
-store: state is derived from it, and a forged approval breaks the chain.
+The approvals authority is the governance server (:mod:`frugalml.governance.service`): it authenticates both
+people, keeps requests and approvals where the acting user cannot write, and consumes an approval in one
+transaction, so two processes never use one approval. Each operation declares its required details, validated
+on both sides (:data:`OPERATION_DETAILS`): a request is never a blank cheque. The approver is shown the details
+and approves their digest; the server records who approved what and for which target it was used. Every step
+is also written to the local audit chain with the server's signed answer, for lineage.
+
+Without a server there is no authenticated second person, so two-person operations are refused (with how to
+start one).
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+import hashlib
+import json
+import math
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from frugalml.errors import AccessDenied, ApprovalError
 from frugalml.governance.audit import AuditLog
-from frugalml.governance.rbac import GovernanceConfig, Identity, check_operation
+from frugalml.governance.rbac import SETUP_HINT, GovernanceConfig, Identity, check_operation
+
+LEDGER_KEY = r"^rows:[0-9a-f]{16}$"
+RUN_ID = r"^[0-9a-f]{32}$"
 
 
-@dataclass
-class Request:
-    """A two-person request and its state."""
-
-    request_id: str
-    operation: str
-    requested_by: str
-    details: dict[str, Any] = field(default_factory=dict)
-    approved_by: str | None = None
-    used: bool = False
-
-    @property
-    def state(self) -> str:
-        """``pending``, ``approved`` or ``used``."""
-        return "used" if self.used else "approved" if self.approved_by else "pending"
+class _Details(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def requests(log: AuditLog) -> dict[str, Request]:
-    """Every request, from the audit trail (which must be intact).
+class PromoteDetails(_Details):
+    """``promote_production``: which model version becomes production."""
+
+    model: str = Field(min_length=1, max_length=256)
+    version: int = Field(ge=1)
+
+
+class RaiseBudgetDetails(_Details):
+    """``raise_privacy_budget``: a dataset's new lifetime epsilon (finite, within ``privacy.max_budget_epsilon``)."""
+
+    dataset: str = Field(pattern=LEDGER_KEY)
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+
+
+class DatasetDetails(_Details):
+    """``disable_dp``: the dataset one non-private training may use."""
+
+    dataset: str = Field(pattern=LEDGER_KEY)
+
+
+class RunDetails(_Details):
+    """``disable_watermark``: the run whose model may be registered without a verified mark."""
+
+    run_id: str = Field(pattern=RUN_ID)
+
+
+class DeleteRunsDetails(_Details):
+    """``delete_runs``: the exact runs (comma-separated MLflow run ids)."""
+
+    run_ids: str
+
+    @field_validator("run_ids")
+    @classmethod
+    def _ids(cls, value: str) -> str:
+        import re
+
+        ids = sorted({part.strip() for part in value.split(",") if part.strip()})
+        bad = [i for i in ids if not re.fullmatch(RUN_ID, i)]
+        if not ids or bad:
+            raise ValueError(f"run_ids must name MLflow run ids (32 hex digits), got {bad or 'none'}")
+        return ",".join(ids)
+
+
+class GovernanceChangeDetails(_Details):
+    """``change_governance``: the digest of the effective governance that may weaken the baseline."""
+
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+OPERATION_DETAILS: dict[str, type[_Details]] = {
+    "promote_production": PromoteDetails,
+    "raise_privacy_budget": RaiseBudgetDetails,
+    "disable_dp": DatasetDetails,
+    "disable_watermark": RunDetails,
+    "delete_runs": DeleteRunsDetails,
+    "change_governance": GovernanceChangeDetails,
+}
+
+
+def validate_details(operation: str, details: Any, config: GovernanceConfig) -> dict[str, Any]:
+    """The operation's details, validated: every required key, no unknown key, finite bounded values.
 
     Args:
-        log: The audit trail.
+        operation: A two-person operation.
+        details: Its details (``key -> value``).
+        config: Governance config (``privacy.max_budget_epsilon`` bounds a raise).
 
     Returns:
-        Request id -> request.
+        The normalised details.
+
+    Raises:
+        ApprovalError: Naming the operation and what is wrong or missing.
     """
-    log.require_intact()
-    out: dict[str, Request] = {}
-    for record in log.records():
-        data = record.get("data", {})
-        if record["kind"] == "approval.requested":
-            out[data["request_id"]] = Request(
-                data["request_id"], data["operation"], record["actor"], data.get("details", {})
-            )
-        elif record["kind"] == "approval.granted" and data.get("request_id") in out:
-            out[data["request_id"]].approved_by = record["actor"]
-        elif record["kind"] == "approval.used" and data.get("request_id") in out:
-            out[data["request_id"]].used = True
+    model = OPERATION_DETAILS.get(operation)
+    if model is None:
+        raise ApprovalError(f"{operation!r} has no declared details; known: {sorted(OPERATION_DETAILS)}")
+    if not isinstance(details, dict):
+        raise ApprovalError(f"{operation} details must be key=value pairs")
+    try:
+        clean = model.model_validate(details).model_dump()
+    except ValidationError as error:
+        needed = ", ".join(f"--detail {name}=..." for name in model.model_fields)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'details'}: {e['msg']}" for e in error.errors())
+        raise ApprovalError(f"{operation} needs {needed}: {problems}") from None
+    if operation == "raise_privacy_budget":
+        ceiling = config.privacy.max_budget_epsilon
+        if not math.isfinite(clean["epsilon"]) or clean["epsilon"] > ceiling:
+            raise ApprovalError(f"raise_privacy_budget asks for epsilon {clean['epsilon']}, above the ceiling "
+                                f"privacy.max_budget_epsilon = {ceiling}")  # fmt: skip
+    return clean
+
+
+def details_digest(details: dict[str, Any]) -> str:
+    """SHA-256 of the canonical details (what an approver approves).
+
+    Args:
+        details: Normalised details.
+
+    Returns:
+        Hex digest.
+    """
+    return hashlib.sha256(json.dumps(details, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def parse_detail_args(items: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` from the command line.
+
+    Args:
+        items: ``--detail`` values.
+
+    Returns:
+        Key -> value.
+
+    Raises:
+        ApprovalError: A value without ``=`` or a key given twice.
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ApprovalError(f"--detail {item!r} is not key=value")
+        if key.strip() in out:
+            raise ApprovalError(f"--detail {key.strip()} is given twice")
+        out[key.strip()] = value.strip()
     return out
 
 
-def _refuse(log: AuditLog, actor: str, request_id: str, reason: str) -> ApprovalError:
-    log.append("approval.refused", actor=actor, request_id=request_id, reason=reason)
-    return ApprovalError(reason)
-
-
-def request_operation(
-    log: AuditLog, config: GovernanceConfig, identity: Identity, operation: str, details: dict[str, Any] | None = None
-) -> Request:
-    """Ask for a two-person operation.
+def require_server(client: Any, operation: str) -> Any:
+    """The governance client, or a refusal that says how to get one.
 
     Args:
-        log: The audit trail.
-        config: Governance config.
-        identity: Who asks.
-        operation: One of ``two_person_operations``.
-        details: What exactly (model, version, new budget, ...).
+        client: A :class:`frugalml.governance.client.GovernanceClient` or None.
+        operation: What was attempted.
 
     Returns:
-        The pending request.
+        The client.
 
     Raises:
-        ApprovalError: For an operation that is not a two-person operation.
-        AccessDenied: When the user may not request.
+        AccessDenied: No server is configured.
     """
-    try:
-        check_operation(config, identity, "request")
-    except AccessDenied as error:
-        log.append("rbac.refused", actor=identity.user, operation="request", reason=str(error))
-        raise
-    if operation not in config.two_person_operations:
-        raise _refuse(
-            log, identity.user, "-", f"{operation!r} is not a two-person operation: {config.two_person_operations}"
-        )
-    request_id = uuid.uuid4().hex[:12]
-    log.append(
-        "approval.requested", actor=identity.user, request_id=request_id, operation=operation, details=details or {}
-    )
-    return Request(request_id, operation, identity.user, details or {})
+    if client is None:
+        raise AccessDenied(f"{operation} is a two-person operation and needs an authenticated second person: "
+                           f"{SETUP_HINT}")  # fmt: skip
+    return client
 
 
-def approve(log: AuditLog, config: GovernanceConfig, identity: Identity, request_id: str) -> Request:
-    """Approve someone else's pending request.
+def _record(log: AuditLog, kind: str, identity: Identity, signed: dict[str, Any], **extra: Any) -> None:
+    log.append(kind, actor=identity.user, request_id=signed.get("id"), operation=signed.get("operation"),
+               details=signed.get("details"), approved_by=signed.get("approved_by"),
+               server_signature=signed.get("sig"), **extra)  # fmt: skip
+
+
+def request_operation(log: AuditLog, client: Any, config: GovernanceConfig, identity: Identity, operation: str,
+                      *, details: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """File a two-person request (validated here and on the server).
 
     Args:
-        log: The audit trail.
+        log: The local audit trail.
+        client: The governance client (None: refused).
         config: Governance config.
+        identity: The authenticated requester.
+        operation: One of ``two_person_operations``.
+        details: The operation's details.
+
+    Returns:
+        The signed request.
+
+    Raises:
+        ApprovalError: Not a two-person operation, or bad details.
+        AccessDenied: No server, or the user may not request.
+    """
+    try:
+        require_server(client, operation)
+        check_operation(config, identity, "request")
+        if operation not in config.two_person_operations:
+            raise ApprovalError(f"{operation!r} is not a two-person operation: {config.two_person_operations}")
+        clean = validate_details(operation, details, config)
+        signed = client.request(operation, clean)
+    except (AccessDenied, ApprovalError) as error:
+        log.append("approval.refused", actor=identity.user, request_id="-", operation=operation, reason=str(error))
+        raise
+    _record(log, "approval.requested", identity, signed)
+    return signed
+
+
+def approve(log: AuditLog, client: Any, identity: Identity, request_id: str, shown: dict[str, Any]) -> dict[str, Any]:
+    """Approve a request whose details the approver was shown.
+
+    Args:
+        log: The local audit trail.
+        client: The governance client.
         identity: The approver.
         request_id: The request.
+        shown: The details the approver saw (their digest is what the server checks).
 
     Returns:
-        The approved request.
+        The signed, approved request.
 
     Raises:
-        ApprovalError: Unknown, already approved or used request; self-approval.
-        AccessDenied: The user lacks the approver role (audited).
+        ApprovalError: Unknown, used or changed request; AccessDenied: self-approval or no approver role.
     """
     try:
-        check_operation(config, identity, "approve")
-    except AccessDenied as error:
-        raise _refuse(log, identity.user, request_id, str(error)) from None
-    pending = requests(log).get(request_id)
-    if pending is None:
-        raise _refuse(log, identity.user, request_id, f"no request {request_id!r}")
-    if pending.state != "pending":
-        raise _refuse(log, identity.user, request_id, f"request {request_id!r} is already {pending.state}")
-    if pending.requested_by == identity.user:
-        raise _refuse(
-            log, identity.user, request_id, f"user {identity.user!r} cannot approve their own request {request_id!r}"
-        )
-    log.append("approval.granted", actor=identity.user, request_id=request_id, operation=pending.operation)
-    pending.approved_by = identity.user
-    return pending
+        signed = require_server(client, "approve").approve(request_id, details_digest(shown))
+    except (AccessDenied, ApprovalError) as error:
+        log.append("approval.refused", actor=identity.user, request_id=request_id, reason=str(error))
+        raise
+    _record(log, "approval.granted", identity, signed, details_digest=details_digest(shown))
+    return signed
 
 
-def consume(log: AuditLog, identity: Identity, request_id: str, operation: str) -> Request:
-    """Use an approved request for its operation (once).
+def consume(log: AuditLog, client: Any, identity: Identity, request_id: str, operation: str,
+            *, expect: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Use an approved request once, for exactly the target ``expect`` describes.
 
     Args:
-        log: The audit trail.
-        identity: Who performs the operation (must be the requester).
+        log: The local audit trail.
+        client: The governance client.
+        identity: The requester, who performs the operation.
         request_id: The request.
-        operation: The operation being performed.
+        operation: The operation performed.
+        expect: The target's details.
 
     Returns:
-        The used request.
+        The signed receipt.
 
     Raises:
-        ApprovalError: Missing, unapproved, used, or for another operation or user.
+        ApprovalError: Not approved, used, for another operation or target.
     """
-    found = requests(log).get(request_id)
-    if found is None:
-        raise _refuse(log, identity.user, request_id, f"no request {request_id!r}")
-    if found.operation != operation:
-        raise _refuse(
-            log, identity.user, request_id, f"request {request_id!r} is for {found.operation!r}, not {operation!r}"
-        )
-    if found.state != "approved":
-        raise _refuse(log, identity.user, request_id, f"request {request_id!r} is {found.state}, not approved")
-    if found.requested_by != identity.user:
-        raise _refuse(log, identity.user, request_id, f"request {request_id!r} belongs to {found.requested_by!r}")
-    log.append("approval.used", actor=identity.user, request_id=request_id, operation=operation)
-    found.used = True
-    return found
+    try:
+        receipt = require_server(client, operation).consume(request_id, operation, expect)
+    except (AccessDenied, ApprovalError) as error:
+        log.append("approval.refused", actor=identity.user, request_id=request_id, operation=operation,
+                   reason=str(error))  # fmt: skip
+        raise
+    _record(log, "approval.used", identity, receipt, used_for=expect)
+    return receipt
+
+
+def approved_for(client: Any, identity: Identity, operation: str, **match: Any) -> list[dict[str, Any]]:
+    """Approved, unused requests of ``identity`` for ``operation`` whose details match.
+
+    Args:
+        client: The governance client (None: none).
+        identity: The requester.
+        operation: The operation.
+        **match: Detail values to match (compared as text).
+
+    Returns:
+        Matching requests, oldest first.
+    """
+    if client is None:
+        return []
+    return [r for r in client.requests()
+            if r["operation"] == operation and r["state"] == "approved" and r["requested_by"] == identity.user
+            and all(str(r["details"].get(k)) == str(v) for k, v in match.items())]  # fmt: skip

@@ -1,11 +1,19 @@
-"""Append-only, hash-chained audit trail (JSON lines).
+"""Append-only, hash-chained audit trail (JSON lines) with signed tree heads.
 
 Each record is ``{"seq", "ts", "kind", "actor", "run_id", "data", "prev", "hash"}`` where ``hash`` is the
 SHA-256 of the record's canonical JSON without ``hash``, and ``prev`` is the previous record's ``hash`` (the
 first record's ``prev`` is the chain's ``genesis``: 64 zeros, or the last purged record's hash after a purge).
-Editing, deleting, inserting or reordering a record breaks the chain at that record; deleting records at the
-*end* is caught by anchors (the head hash recorded elsewhere: ``anchors.jsonl`` beside the log and the
-``audit.head`` tag of each MLflow run).
+Editing, deleting, inserting or reordering a record breaks the chain at that record.
+
+A hash chain alone can be rewritten by anyone who can write the file (recompute every hash). So the head is
+*anchored* as a **signed tree head** (Certificate-Transparency style: ``{"kind": "head", "first_seq", "seq",
+"hash", "root", "ts"}`` with an ed25519 signature; ``root`` is the RFC 6962 Merkle root of the record hashes, so
+one record can be proven with :func:`frugalml.governance.merkle.inclusion_proof`). Anchors go to
+``<log>.anchors.jsonl`` and the ``audit.head`` tag of each MLflow run. With the governance server, the
+**witness** (the server, running as its own account) signs heads only for records that extend what it has
+already seen, keeps the latest head itself and signs purges only past retention: rewriting, truncating or
+deleting the chain is then detected even if every local file is replaced. Every anchor must carry a valid
+signature by a trusted key; a malformed or unsigned anchor fails verification, it is never skipped.
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from frugalml.errors import AuditIntegrityError, RetentionError
+from frugalml.errors import AuditIntegrityError, GovernanceError, RetentionError
+from frugalml.governance.merkle import merkle_root
+from frugalml.governance.signing import SigningKey, TrustedKeys
 
 GENESIS = "0" * 64
 
@@ -46,6 +56,8 @@ EVENT_KINDS: dict[str, str] = {
     "audit.purge": "records older than the retention period were purged; the new genesis is recorded",
     "audit.purge_refused": "a purge that would cut below retention was refused",
     "audit.verify": "the chain was verified (result)",
+    "governance.refused": "a configuration that weakens governance was refused (what it weakens)",
+    "governance.accepted": "a configuration that weakens governance ran under an approved change_governance",
     "registry.register": "a model version was registered",
     "registry.alias": "a registry alias changed (e.g. production)",
     "registry.delete_run": "an MLflow run was deleted (with its approved request)",
@@ -80,26 +92,90 @@ class VerifyResult:
     head: str
     first_bad_line: int | None = None
     reason: str = ""
+    vouched_by: str = ""
 
     def __str__(self) -> str:
         if self.ok:
-            return f"audit chain intact: {self.records} records, head {self.head[:16]}"
-        return f"audit chain BROKEN at line {self.first_bad_line}: {self.reason}"
+            return f"audit chain intact: {self.records} records, head {self.head[:16]}; {self.vouched_by}"
+        where = f" at line {self.first_bad_line}" if self.first_bad_line is not None else ""
+        return f"audit chain BROKEN{where}: {self.reason}"
+
+
+class Witness(Protocol):
+    """The governance server's side of anchoring (see :class:`frugalml.governance.client.GovernanceClient`)."""
+
+    public_text: str
+
+    def witness_state(self) -> dict[str, Any]:
+        """``{"public_key", "head", "genesis"}``: the latest signed head and genesis the server holds."""
+        ...
+
+    def witness_anchor(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Submit records that extend the witnessed head; returns the new signed head."""
+        ...
+
+    def witness_purge(self, before: str) -> dict[str, Any]:
+        """Ask for a signed genesis that drops records before ``before`` (retention checked server-side)."""
+        ...
 
 
 class AuditLog:
-    """The audit trail at ``path`` (created on first append), with its anchors file beside it."""
+    """The audit trail at ``path`` (created on first append), with its anchors file beside it.
 
-    def __init__(self, path: str | Path, *, retention_days: int = 180) -> None:
+    ``signer`` (a local key) or ``witness`` (the governance server) signs anchors; ``mlflow_anchors`` returns
+    ``(where, tag value)`` pairs of the ``audit.head`` tags to cross-check. :meth:`require_intact` checks all
+    of them; the privacy ledger and approvals call it before every decision.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        retention_days: int = 180,
+        signer: SigningKey | None = None,
+        witness: Witness | None = None,
+        mlflow_anchors: Callable[[], list[tuple[str, str]]] | None = None,
+    ) -> None:
         """Open (lazily) an audit log.
 
         Args:
             path: The JSON-lines file.
             retention_days: Records younger than this cannot be purged.
+            signer: The local key that signs anchors when there is no witness.
+            witness: The governance server that signs anchors (takes precedence over ``signer``).
+            mlflow_anchors: Returns the ``audit.head`` tags of MLflow runs as ``(run id, value)``.
         """
         self.path = Path(path)
         self.anchors_path = self.path.with_name(self.path.stem + ".anchors.jsonl")
         self.retention_days = retention_days
+        self.signer = signer
+        self.witness = witness
+        self.mlflow_anchors = mlflow_anchors
+
+    # --- trust -----------------------------------------------------------------------------------------
+    def trusted(self) -> TrustedKeys:
+        """The keys whose anchors are accepted: the witness's and the local key's.
+
+        Returns:
+            Trusted public keys.
+        """
+        keys = TrustedKeys()
+        if self.signer is not None:
+            keys.add("local", self.signer.public_text)
+        if self.witness is not None:
+            keys.add("witness", self.witness.public_text)
+        return keys
+
+    def _vouched_by(self) -> str:
+        if self.witness is not None:
+            from frugalml.governance.signing import fingerprint_of
+
+            return (f"anchors signed by the governance server (witness key "
+                    f"{fingerprint_of(self.witness.public_text)})")  # fmt: skip
+        if self.signer is not None:
+            return (f"anchors signed by the local key {self.signer.fingerprint} (no witness: whoever can read "
+                    "conf/local can re-sign; run the governance server, docs/server.md)")  # fmt: skip
+        return "no signing key: anchors cannot be checked"
 
     # --- reading ---------------------------------------------------------------------------------------
     def _lines(self) -> Iterator[tuple[int, str]]:
@@ -129,10 +205,10 @@ class AuditLog:
     def _tail(self) -> tuple[int, str]:
         """(last seq, last hash), reading the file backwards from its end (appends stay O(1))."""
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return 0, self._genesis()
+            return self._genesis_anchor()
         with self.path.open("rb") as handle:
             handle.seek(0, os.SEEK_END)
-            end = position = handle.tell()
+            position = handle.tell()
             chunk = b""
             while position > 0:
                 step = min(1 << 16, position)
@@ -149,33 +225,38 @@ class AuditLog:
                             f"the last record of {self.path} is damaged (truncated or edited): nothing more is "
                             "appended until it is repaired; run `frugalml audit verify`"
                         ) from None
-            del end
-        return 0, self._genesis()
-
-    def _genesis(self) -> str:
-        """The chain's starting hash: zeros, or the last purged record's hash (kept in the anchors file)."""
-        return self._genesis_anchor()[1]
+        return self._genesis_anchor()
 
     def _genesis_anchor(self) -> tuple[int, str]:
+        """(seq, hash) of the latest genesis anchor (after a purge), else ``(0, zeros)``; not verified here."""
         seq, genesis = 0, GENESIS
-        for anchor in self.anchors():
-            if anchor.get("kind") == "genesis":
-                seq, genesis = int(anchor["seq"]), anchor["hash"]
+        for _, anchor in self._anchor_lines():
+            if isinstance(anchor, dict) and anchor.get("kind") == "genesis":
+                try:
+                    seq, genesis = int(anchor["seq"]), str(anchor["hash"])
+                except (KeyError, TypeError, ValueError):
+                    continue  # verify() reports it
         return seq, genesis
 
-    def anchors(self) -> list[dict[str, Any]]:
-        """Recorded anchors (heads, and the genesis after a purge).
-
-        Returns:
-            The anchors in order.
-        """
+    def _anchor_lines(self) -> list[tuple[int, Any]]:
         if not self.anchors_path.exists():
             return []
-        out = []
-        for line in self.anchors_path.read_text(encoding="utf-8").splitlines():
+        out: list[tuple[int, Any]] = []
+        for number, line in enumerate(self.anchors_path.read_text(encoding="utf-8").splitlines(), start=1):
             if line.strip():
-                out.append(json.loads(line))
+                try:
+                    out.append((number, json.loads(line)))
+                except json.JSONDecodeError:
+                    out.append((number, line))
         return out
+
+    def anchors(self) -> list[dict[str, Any]]:
+        """Recorded anchors (signed heads, and the genesis after a purge), unverified.
+
+        Returns:
+            The anchors in order (malformed lines are left out here; :meth:`verify` fails on them).
+        """
+        return [anchor for _, anchor in self._anchor_lines() if isinstance(anchor, dict)]
 
     # --- writing ---------------------------------------------------------------------------------------
     def append(self, kind: str, *, actor: str, run_id: str | None = None, **data: Any) -> dict[str, Any]:
@@ -217,34 +298,106 @@ class AuditLog:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return record
 
+    def _write_anchor(self, anchor: dict[str, Any]) -> None:
+        self.anchors_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.anchors_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(anchor, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def signed_head(self) -> dict[str, Any]:
+        """A signed tree head of the chain as it is now (by the witness, else the local key).
+
+        Returns:
+            ``{"kind": "head", "first_seq", "seq", "hash", "root", "ts", "signer", "sig"}``.
+
+        Raises:
+            AuditIntegrityError: No key to sign with, or the witness refused (the chain does not extend what
+                it signed before: rewritten or truncated).
+        """
+        if self.witness is not None:
+            state = self.witness.witness_state()
+            witnessed = int((state.get("head") or {}).get("seq", 0))
+            records = [r for r in self.records() if int(r["seq"]) > witnessed]
+            return self.witness.witness_anchor(records)
+        if self.signer is None:
+            raise AuditIntegrityError("no key to sign the audit head: open the log with a signer or a witness")
+        records = self.records()
+        genesis_seq, genesis_hash = self._genesis_anchor()
+        head = {
+            "kind": "head",
+            "first_seq": genesis_seq + 1,
+            "seq": int(records[-1]["seq"]) if records else genesis_seq,
+            "hash": records[-1]["hash"] if records else genesis_hash,
+            "root": merkle_root([r["hash"] for r in records]),
+            "ts": datetime.now(UTC).isoformat(),
+        }
+        return self.signer.sign(head)
+
     def anchor(self, *, actor: str, run_id: str | None = None) -> dict[str, Any]:
-        """Record the current head in the anchors file (and as an ``audit.anchor`` event).
+        """Sign the current head, write it to the anchors file, record an ``audit.anchor`` event.
 
         Args:
             actor: Who anchors.
             run_id: The MLflow run that carries the head as a tag, if any.
 
         Returns:
-            The anchor ``{"seq", "hash", "ts"}``.
+            The signed head.
         """
-        seq, head = self._tail()
-        anchor = {"kind": "head", "seq": seq, "hash": head, "ts": datetime.now(UTC).isoformat(), "run_id": run_id}
-        with self.anchors_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(anchor) + "\n")
-        self.append("audit.anchor", actor=actor, run_id=run_id, seq=seq, head=head)
-        return anchor
+        head = self.signed_head()
+        self._write_anchor(head)
+        self.append("audit.anchor", actor=actor, run_id=run_id, seq=head["seq"], head=head["hash"],
+                    signer=head["signer"])  # fmt: skip
+        return head
 
     # --- verification ----------------------------------------------------------------------------------
-    def verify(self, *, extra_anchors: list[tuple[int, str]] | None = None) -> VerifyResult:
-        """Check the whole chain and every anchor.
+    def verify(self, *, extra_anchors: list[tuple[str, Any]] | None = None) -> VerifyResult:
+        """Check the whole chain, every signed anchor, the MLflow anchors and the witness's head.
 
         Args:
-            extra_anchors: ``(seq, hash)`` pairs recorded elsewhere (e.g. MLflow run tags).
+            extra_anchors: ``(where, anchor)`` pairs recorded elsewhere (MLflow tag values, JSON text or
+                objects), checked like the anchors file; ``mlflow_anchors`` of the log are added to them.
 
         Returns:
-            The result, naming the first bad line.
+            The result, naming the first bad line or anchor.
         """
-        prev, expected_seq, count, head = self._genesis(), None, 0, self._genesis()
+        try:
+            return self._verify(extra_anchors)
+        except GovernanceError as error:  # an unreachable witness: not verified, never "intact"
+            return VerifyResult(False, 0, "", None, f"cannot verify: {error}")
+
+    def _verify(self, extra_anchors: list[tuple[str, Any]] | None) -> VerifyResult:  # noqa: C901
+        trusted = self.trusted()
+        witness_state = self.witness.witness_state() if self.witness is not None else None
+        # 1. the anchors file: every line signed by a trusted key; geneses by the witness when there is one
+        genesis_roles = {"witness"} if self.witness is not None else {"local", "witness"}
+        heads: list[tuple[str, dict[str, Any]]] = []
+        genesis_seq, genesis_hash = 0, GENESIS
+        for number, anchor in self._anchor_lines():
+            where = f"{self.anchors_path.name} line {number}"
+            is_genesis = isinstance(anchor, dict) and anchor.get("kind") == "genesis"
+            problem = trusted.check(anchor, roles=genesis_roles if is_genesis else None)
+            if problem is None and not _well_formed(anchor):
+                problem = "malformed (needs kind, seq and hash)"
+            if problem is not None:
+                return VerifyResult(False, 0, "", None, f"anchor {where} is not acceptable: {problem}")
+            if is_genesis:
+                if int(anchor["seq"]) < genesis_seq:
+                    return VerifyResult(False, 0, "", None, f"anchor {where}: a genesis older than the one before")
+                genesis_seq, genesis_hash = int(anchor["seq"]), str(anchor["hash"])
+            else:
+                heads.append((where, anchor))
+        if witness_state is not None:
+            served = witness_state.get("genesis")
+            served_seq = int(served["seq"]) if served else 0
+            if served and trusted.check(served, roles={"witness"}) is not None:
+                return VerifyResult(False, 0, "", None, "the witness's genesis does not verify")
+            if served_seq != genesis_seq or (served and served["hash"] != genesis_hash):
+                return VerifyResult(False, 0, "", None, f"the chain starts after seq {genesis_seq} but the witness "
+                                    f"purged only up to seq {served_seq}: records at the start were removed "
+                                    "or a genesis was forged")  # fmt: skip
+        # 2. the chain itself
+        prev, expected_seq, count, head = genesis_hash, genesis_seq + 1, 0, genesis_hash
         by_seq: dict[int, str] = {}
         for number, line in self._lines():
             if not line.endswith("\n"):
@@ -253,65 +406,84 @@ class AuditLog:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 return VerifyResult(False, count, head, number, "the line is not valid JSON (edited or truncated)")
-            if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
+            if not isinstance(record, dict) or "hash" not in record or not isinstance(record.get("seq"), int):
                 return VerifyResult(False, count, head, number, "the line is not an audit record")
             if record_hash(record) != record["hash"]:
                 return VerifyResult(False, count, head, number, f"record seq {record['seq']} was edited")
-            if expected_seq is not None and record["seq"] != expected_seq:
+            if record["seq"] != expected_seq:
                 what = "deleted or reordered" if record["seq"] > expected_seq else "inserted or reordered"
+                return VerifyResult(False, count, head, number, f"record seq {record['seq']} where seq "
+                                    f"{expected_seq} was expected: records were {what}")  # fmt: skip
+            if record.get("prev") != prev:
                 return VerifyResult(
-                    False,
-                    count,
-                    head,
-                    number,
-                    f"record seq {record['seq']} follows seq {expected_seq - 1}: records were {what}",
-                )
-            if record["prev"] != prev:
-                return VerifyResult(
-                    False,
-                    count,
-                    head,
-                    number,
+                    False, count, head, number,
                     f"record seq {record['seq']} does not chain to the record before it (inserted, deleted or "
                     "reordered records)",
-                )
+                )  # fmt: skip
             prev, head, expected_seq = record["hash"], record["hash"], record["seq"] + 1
             by_seq[record["seq"]] = record["hash"]
             count += 1
-        purged_through = self._genesis_anchor()[0]
-        anchors = [(a["seq"], a["hash"]) for a in self.anchors() if a.get("kind") == "head"]
-        for seq, digest in anchors + list(extra_anchors or []):
-            if seq <= purged_through:
-                continue  # purged (the genesis anchor vouches for it)
-            if seq not in by_seq:
-                return VerifyResult(
-                    False,
-                    count,
-                    head,
-                    count + 1,
-                    f"anchored record seq {seq} is missing: records at the end were deleted",
-                )
+        last_seq = expected_seq - 1
+        # 3. every head: the file's, MLflow's, and the witness's latest
+        for where, raw in extra_anchors or []:
+            anchor = raw
+            if isinstance(raw, str):
+                try:
+                    anchor = json.loads(raw)
+                except json.JSONDecodeError:
+                    anchor = raw
+            problem = trusted.check(anchor)
+            if problem is None and not _well_formed(anchor):
+                problem = "malformed (needs kind, seq and hash)"
+            if problem is not None:
+                return VerifyResult(False, count, head, None, f"anchor in {where} is not acceptable: {problem}")
+            heads.append((where, anchor))
+        if witness_state is not None and witness_state.get("head"):
+            served_head = witness_state["head"]
+            if trusted.check(served_head, roles={"witness"}) is not None:
+                return VerifyResult(False, count, head, None, "the witness's head does not verify")
+            heads.append(("the governance server (witness)", served_head))
+        for where, anchor in heads:
+            seq, digest = int(anchor["seq"]), str(anchor["hash"])
+            if seq <= genesis_seq:
+                continue  # purged under a signed genesis
+            if seq > last_seq:
+                return VerifyResult(False, count, head, count + 1, f"{where} anchors seq {seq} but the chain ends "
+                                    f"at seq {last_seq}: records at the end were deleted")  # fmt: skip
             if by_seq[seq] != digest:
-                return VerifyResult(False, count, head, seq, f"record seq {seq} differs from its anchored hash")
-        return VerifyResult(True, count, head)
+                return VerifyResult(False, count, head, None,
+                                    f"record seq {seq} differs from the head anchored in {where}")  # fmt: skip
+        return VerifyResult(True, count, head, vouched_by=self._vouched_by())
+
+    def verify_all(self) -> VerifyResult:
+        """:meth:`verify` with the MLflow anchors of ``mlflow_anchors``.
+
+        Returns:
+            The result.
+        """
+        try:
+            extra = self.mlflow_anchors() if self.mlflow_anchors is not None else []
+        except GovernanceError as error:
+            return VerifyResult(False, 0, "", None, f"cannot read the MLflow anchors: {error}")
+        return self.verify(extra_anchors=extra)
 
     def require_intact(self) -> VerifyResult:
-        """Verify or raise.
+        """Verify everything (chain, signed anchors, MLflow anchors, witness) or raise.
 
         Returns:
             The (passing) result.
 
         Raises:
-            AuditIntegrityError: Naming the first bad record.
+            AuditIntegrityError: Naming the first bad record or anchor.
         """
-        result = self.verify()
+        result = self.verify_all()
         if not result.ok:
             raise AuditIntegrityError(str(result))
         return result
 
     # --- retention -------------------------------------------------------------------------------------
     def purge(self, before: datetime, *, actor: str, now: datetime | None = None) -> int:
-        """Remove records older than ``before``, keeping the chain verifiable (new genesis anchored).
+        """Remove records older than ``before``, keeping the chain verifiable (a signed genesis).
 
         Args:
             before: Records with ``ts`` earlier than this are removed.
@@ -345,11 +517,58 @@ class AuditLog:
             datetime.fromisoformat(r["ts"]) < before for r in kept
         ):  # records are in time order in an intact chain; anything else is refused
             raise AuditIntegrityError("audit records are not in time order; refusing to purge")
-        genesis = removed[-1]["hash"]
+        if self.witness is not None:
+            self.anchor(actor=actor)  # the witness must have seen every record it is asked to drop
+            genesis = self.witness.witness_purge(before.isoformat())
+            if int(genesis["seq"]) != removed[-1]["seq"] or genesis["hash"] != removed[-1]["hash"]:
+                raise AuditIntegrityError(f"the witness signed a genesis at seq {genesis['seq']}, not at the last "
+                                          f"record to purge (seq {removed[-1]['seq']}); nothing was purged")
+        elif self.signer is not None:
+            genesis = self.signer.sign({"kind": "genesis", "seq": removed[-1]["seq"], "hash": removed[-1]["hash"],
+                                        "ts": now.isoformat(), "before": before.isoformat()})  # fmt: skip
+        else:
+            raise AuditIntegrityError("no key to sign the new genesis: open the log with a signer or a witness")
         temporary = self.path.with_suffix(".purge.tmp")
         temporary.write_text("".join(_canonical(r).decode() + "\n" for r in kept), encoding="utf-8")
-        with self.anchors_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"kind": "genesis", "seq": removed[-1]["seq"], "hash": genesis}) + "\n")
+        self._write_anchor(genesis)
         temporary.replace(self.path)
-        self.append("audit.purge", actor=actor, before=before.isoformat(), removed=len(removed), genesis=genesis)
+        self.append("audit.purge", actor=actor, before=before.isoformat(), removed=len(removed),
+                    genesis=genesis["hash"])  # fmt: skip
         return len(removed)
+
+
+def _well_formed(anchor: Any) -> bool:
+    return (isinstance(anchor, dict) and anchor.get("kind") in ("head", "genesis")
+            and isinstance(anchor.get("seq"), int) and isinstance(anchor.get("hash"), str))  # fmt: skip
+
+
+def verify_chain_records(records: list[dict[str, Any]], prev: str, next_seq: int) -> str | None:
+    """Why ``records`` do not extend a chain whose head is ``(next_seq - 1, prev)``, or None (the witness's test).
+
+    Args:
+        records: Records in order.
+        prev: The hash they must chain onto.
+        next_seq: The seq the first must carry.
+
+    Returns:
+        None, or the reason.
+    """
+    for record in records:
+        if not isinstance(record, dict) or record.get("seq") != next_seq:
+            return f"expected record seq {next_seq}"
+        if record.get("prev") != prev or record_hash(record) != record.get("hash"):
+            return f"record seq {next_seq} does not chain onto the witnessed head (rewritten or edited)"
+        prev, next_seq = record["hash"], next_seq + 1
+    return None
+
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 hex digest.
+
+    Args:
+        data: Bytes.
+
+    Returns:
+        Hex digest.
+    """
+    return hashlib.sha256(data).hexdigest()

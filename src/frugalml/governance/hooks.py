@@ -19,9 +19,9 @@ import mlflow
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 
-from frugalml.errors import AccessDenied
+from frugalml.errors import AccessDenied, AuditIntegrityError
 from frugalml.governance.audit import AuditLog
-from frugalml.governance.rbac import GovernanceConfig, Identity, check_pipelines, current_identity, parse_governance
+from frugalml.governance.rbac import GovernanceConfig, Identity, check_pipelines, parse_governance
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,13 @@ def _training_frame(node: Any, inputs: dict[str, Any]) -> pd.DataFrame:
     return next(value for name in node.inputs if isinstance(value := inputs.get(name), pd.DataFrame))
 
 
+def _text_columns(params: dict[str, Any]) -> list[str]:
+    from frugalml.params import DataSchema
+
+    data = params.get("data") if isinstance(params.get("data"), dict) else {}
+    return list(data.get("text_columns") or DataSchema().text_columns)
+
+
 class GovernanceState:
     """What both hooks share for one session: config, identity, the audit log."""
 
@@ -107,6 +114,8 @@ class GovernanceState:
         self.env: str | None = None
         self.conf_digests: dict[str, str] = {}
         self.params: dict[str, Any] = {}
+        self.experiments: list[str] = ["frugalml"]
+        self.governed: Any = None
 
 
 STATE = GovernanceState()
@@ -118,27 +127,46 @@ class AccessControlHook:
     def __init__(self, state: GovernanceState = STATE) -> None:
         self.state = state
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        """Load the governance config and open the audit log.
+        """Load the governance config, open the audit log, and authenticate against a configured server
+        (before kedro-mlflow first talks to it, so a missing login is refused with a clear message).
 
         Args:
             context: The Kedro context.
         """
+        from kedro.config import MissingConfigException
+
+        from frugalml.governance.context import open_log
+
         try:
             raw = context.config_loader["governance"]
-        except Exception:  # noqa: BLE001 - no governance.yml: defaults (audit on, nobody but local users)
+        except MissingConfigException:  # no governance.yml: defaults (audit on, nobody but local users)
             raw = {}
         state = self.state
-        state.config = parse_governance(raw)
+        state.config = parse_governance(dict(raw))
         state.project_path = Path(context.project_path)
         state.env = context.env
         state.params = dict(context.params)
-        audit = state.config.audit
-        path = Path(audit.path)
-        state.log = AuditLog(
-            path if path.is_absolute() else state.project_path / path, retention_days=audit.retention_days
-        )
+        state.governed = None
+        try:
+            experiment = context.config_loader["mlflow"]["tracking"]["experiment"]["name"]
+            state.experiments = [str(experiment)]
+        except (MissingConfigException, KeyError, TypeError):
+            state.experiments = ["frugalml"]
+        # until the identity is known (before_pipeline_run), refusals go to the local, unwitnessed trail
+        state.log = open_log(state.project_path, state.config, None, None)
+        from frugalml.governance.policy import local_baseline
+        from frugalml.governance.rbac import current_identity, server_uri
+
+        uri = server_uri(local_baseline(state.project_path)) or server_uri(state.config)
+        if uri:
+            try:
+                current_identity(state.config.model_copy(update={"identity": state.config.identity.model_copy(
+                    update={"server": uri})}))  # fmt: skip
+            except AccessDenied as error:
+                state.log.append("rbac.refused", actor="<unauthenticated>", reason=str(error))
+                raise
         conf = state.project_path / "conf"
         state.conf_digests = {
             str(p.relative_to(conf)): hashlib.sha256(p.read_bytes()).hexdigest()[:16]
@@ -163,22 +191,38 @@ class AccessControlHook:
             return
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         names = [names] if isinstance(names, str) else list(names)
+        from frugalml.governance.context import open_governed
+
+        state.identity = None
         try:
-            state.identity = current_identity(mlflow.get_tracking_uri())
+            governed = open_governed(state.project_path, state.config, tracking_uri=mlflow.get_tracking_uri(),
+                                     experiments=state.experiments)  # fmt: skip
+        except AccessDenied as error:
+            state.log.append("rbac.refused", actor="<unauthenticated>", pipelines=names, reason=str(error))
+            raise
+        state.governed, state.identity, state.log = governed, governed.identity, governed.log
+        governed.enforce_policy()  # a config weaker than the baseline: refused (audited) unless approved
+        try:
             roles = check_pipelines(state.config, state.identity, names)
         except AccessDenied as error:
-            user = state.identity.user if state.identity else "<unauthenticated>"
             if state.config.audit.enabled:
-                state.log.append("rbac.refused", actor=user, pipelines=names, reason=str(error))
-            logger.error("access refused: %s", error)
+                state.log.append("rbac.refused", actor=state.identity.user, pipelines=names, reason=str(error))
             raise
         if state.config.audit.enabled:
+            try:
+                state.log.require_intact()  # never run on top of a forged, truncated or unanchored trail
+            except AuditIntegrityError as error:
+                raise AuditIntegrityError(
+                    f"{error}. Runs are refused while the audit trail fails verification: restore "
+                    f"{state.log.path.parent} (and conf/local/audit_signing.key, without a server) from a backup; "
+                    "`frugalml audit verify` names what is wrong (docs/governance.md)") from None
             state.log.append(
                 "rbac.allowed",
                 actor=state.identity.user,
                 pipelines=names,
                 roles=roles,
                 identity_source=state.identity.source,
+                authenticated=state.identity.authenticated,
             )
 
 
@@ -252,15 +296,17 @@ class AuditHook:
         self._append("node.start", node=node.name)
         privacy = _privacy_of(node, inputs)
         if privacy is not None:
-            from frugalml.governance.ledger import authorise_nonprivate, authorise_spend, dataset_keys
+            from frugalml.governance.ledger import authorise_nonprivate, authorise_spend, row_hashes
 
-            assert self.state.log is not None and self.state.config is not None and self.state.identity is not None
-            self._ledger_keys = dataset_keys(_training_frame(node, inputs))
+            state = self.state
+            assert state.log is not None and state.config is not None and state.identity is not None
+            self._ledger_rows = row_hashes(_training_frame(node, inputs), _text_columns(state.params))
+            client = state.governed.client if state.governed is not None else None
             if not privacy.get("enabled"):
-                authorise_nonprivate(self.state.log, self.state.config, self.state.identity, self._ledger_keys)
+                authorise_nonprivate(state.log, client, state.config, state.identity, self._ledger_rows)
                 return
-            authorise_spend(self.state.log, self.state.config, self.state.identity, self._ledger_keys,
-                            float(privacy["target_epsilon"]))  # fmt: skip
+            authorise_spend(state.log, client, state.config, state.identity, self._ledger_rows,
+                            epsilon=float(privacy["target_epsilon"]))  # fmt: skip
 
     @hook_impl
     def after_node_run(self, node: Any, inputs: dict[str, Any], outputs: dict[str, Any]) -> None:
@@ -276,10 +322,14 @@ class AuditHook:
         self._append("node.end", node=node.name)
         report = next((v for v in outputs.values() if isinstance(v, dict) and v.get("enabled") is True
                        and "epsilon" in v and "noise_multiplier" in v), None)  # fmt: skip
-        if report is not None and (_privacy_of(node, inputs) or {}).get("enabled"):
-            for key in getattr(self, "_ledger_keys", []):
-                self._append("privacy.spend", dataset=key, epsilon=report["epsilon"], delta=report["delta"],
-                             noise_multiplier=report["noise_multiplier"], steps=report["steps"])  # fmt: skip
+        rows = getattr(self, "_ledger_rows", None)
+        if report is not None and rows is not None and (_privacy_of(node, inputs) or {}).get("enabled"):
+            from frugalml.governance.ledger import record_spend
+
+            assert self.state.log is not None and self.state.identity is not None
+            record_spend(self.state.log, self.state.identity, _run_id(), rows, report)
+            self.state.log.anchor(actor=self.state.identity.user, run_id=_run_id())  # a spend is anchored at once
+            self._ledger_rows = None
 
     @hook_impl
     def on_node_error(self, error: Exception, node: Any) -> None:
@@ -339,8 +389,8 @@ class AuditHook:
         self._append(kind, **data)
         assert self.state.log is not None and self.state.identity is not None
         anchor = self.state.log.anchor(actor=self.state.identity.user, run_id=_run_id())
-        if mlflow.active_run() is not None:
-            mlflow.set_tag("audit.head", f"{anchor['seq']}:{anchor['hash']}")
+        if mlflow.active_run() is not None:  # the signed head, checked by `audit verify` like the anchors file
+            mlflow.set_tag("audit.head", json.dumps(anchor, sort_keys=True, separators=(",", ":")))
         self._digests = {}
 
     @hook_impl(tryfirst=True)

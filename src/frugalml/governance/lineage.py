@@ -65,7 +65,7 @@ def lineage_report(
         run = client.get_run(run_id)
     except Exception as error:  # noqa: BLE001
         raise GovernanceError(f"no MLflow run {run_id!r}: {error}") from None
-    verified = log.verify()
+    verified = log.verify_all()
     records = [r for r in log.records() if r.get("run_id") == run_id] if verified.ok else []
     sections: list[tuple[str, str, str]] = []
 

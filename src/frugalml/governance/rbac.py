@@ -1,16 +1,24 @@
-"""Roles, identity and access checks, from ``conf/<env>/governance.yml``."""
+"""Roles, identity and access checks, from ``conf/<env>/governance.yml``.
+
+Identity comes from authentication only: the MLflow server's (``identity.server`` in governance.yml, or an
+``http(s)`` tracking URI), checked with ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``. Without a server the acting
+OS user is *unauthenticated*: environment variables such as ``LOGNAME`` or ``USER`` can name anyone, so that
+name never selects roles from ``users``. Unauthenticated users get ``identity.local_user_roles`` for pipelines
+and read-only operations, and every two-person or role-gated operation is refused with how to set up the server.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import getpass
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from frugalml.errors import AccessDenied, ParameterError
 
@@ -29,9 +37,20 @@ class AuditSettings(_Strict):
 
 
 class IdentitySettings(_Strict):
-    """How unknown local users are treated."""
+    """Where identities are authenticated, and what unauthenticated local users may do."""
 
+    # the governance server (``make server``): when set, every identity is authenticated by it, whatever the
+    # tracking URI or environment says
+    server: str | None = None
+    # the witness key's fingerprint (`frugalml audit verify` prints it): a server presenting another key is refused
+    server_fingerprint: str | None = None
     local_user_roles: list[str] = Field(default_factory=list)
+
+
+class RegistrySettings(_Strict):
+    """Registry aliases that only ``frugalml promote`` may move."""
+
+    protected_aliases: list[str] = Field(default_factory=lambda: ["production"])
 
 
 class RoleSpec(_Strict):
@@ -44,10 +63,20 @@ class RoleSpec(_Strict):
 class PrivacyBudgets(_Strict):
     """Lifetime epsilon budgets per dataset (ledger keys: ``archive:<sha256>`` or ``table:<digest>``)."""
 
-    default_budget_epsilon: float = Field(default=3.0, gt=0)
+    default_budget_epsilon: float = Field(default=3.0, gt=0, allow_inf_nan=False)
     budgets: dict[str, float] = Field(default_factory=dict)
+    # the largest lifetime budget a raise_privacy_budget request may ask for
+    max_budget_epsilon: float = Field(default=10.0, gt=0, allow_inf_nan=False)
     # True: a training with DP off is refused unless an approved ``disable_dp`` request for the dataset is used
     require_dp: bool = True
+
+    @field_validator("budgets")
+    @classmethod
+    def _finite(cls, budgets: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in budgets.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"budgets must be finite and positive: {bad}")
+        return budgets
 
 
 class GovernanceConfig(_Strict):
@@ -56,6 +85,7 @@ class GovernanceConfig(_Strict):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     privacy: PrivacyBudgets = Field(default_factory=PrivacyBudgets)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     users: dict[str, list[str]] = Field(default_factory=dict)
     two_person_operations: list[str] = Field(default_factory=list)
@@ -87,21 +117,62 @@ def parse_governance(config: dict[str, Any]) -> GovernanceConfig:
 
 
 def load_governance(conf_source: str | Path = "conf", env: str = "local") -> GovernanceConfig:
-    """Read ``conf/base/governance.yml`` with ``conf/<env>/governance.yml`` merged over it (top-level keys).
+    """Read ``governance*`` through Kedro's config loader: ``conf/base`` with ``conf/<env>`` over it.
+
+    The same loader and patterns as ``settings.py`` (top-level keys of the env replace base's), so the CLI,
+    the hooks and the server read one governance.
 
     Args:
         conf_source: The ``conf`` folder.
         env: The environment layered over ``base``.
 
     Returns:
-        The validated config.
+        The validated config (the defaults when there is no governance file).
     """
-    merged: dict[str, Any] = {}
-    for folder in ("base", env):
-        path = Path(conf_source) / folder / "governance.yml"
-        if path.is_file():
-            merged.update(yaml.safe_load(path.read_text()) or {})
-    return parse_governance(merged)
+    import warnings
+
+    from kedro.config import MissingConfigException, OmegaConfigLoader
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
+        loader = OmegaConfigLoader(
+            conf_source=str(conf_source), base_env="base", default_run_env=env,
+            config_patterns={"governance": ["governance*"]},
+        )  # fmt: skip
+        try:
+            raw = loader["governance"]
+        except MissingConfigException:
+            raw = {}
+    return parse_governance(dict(raw))
+
+
+def load_governance_file(path: str | Path | None) -> GovernanceConfig:
+    """Read one governance.yml (the server's copy of record).
+
+    Args:
+        path: The file, or None for the defaults.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ParameterError: A missing or invalid file.
+    """
+    if path is None:
+        return parse_governance({})
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"no governance file at {path}")
+    return parse_governance(yaml.safe_load(path.read_text()) or {})
+
+
+#: Operations an unauthenticated local user may still do (they only read).
+READ_ONLY_OPERATIONS = frozenset({"audit.verify", "audit.report", "audit.prove", "check", "privacy.status",
+                                  "approvals"})  # fmt: skip
+SETUP_HINT = (
+    "start the governance server (`make server`, docs/server.md), set `identity.server` in "
+    "conf/base/governance.yml, and log in with MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+)
 
 
 @dataclass(frozen=True)
@@ -109,30 +180,57 @@ class Identity:
     """Who acts, and how we know."""
 
     user: str
-    source: str  # "mlflow-server" (authenticated by the server) or "os"
+    source: str  # "mlflow-server" (authenticated by the server) or "os" (unauthenticated)
+    authenticated: bool = False
+    server: str | None = None
 
 
-def current_identity(tracking_uri: str | None = None) -> Identity:
-    """The acting user: the MLflow tracking user (verified by the server) or the OS user.
+def server_uri(config: GovernanceConfig | None, tracking_uri: str | None = None) -> str | None:
+    """The governance server that authenticates identities: ``identity.server``, else None.
+
+    An ``http(s)`` tracking URI alone is *not* an authority: anyone can start a server that says "you are
+    admin". Only the server named in the governance of record is trusted (and its witness key is pinned by
+    ``identity.server_fingerprint`` when set).
 
     Args:
+        config: Governance config.
+        tracking_uri: Unused (kept so callers can pass the URI in use); tracking may go anywhere.
+
+    Returns:
+        The server's URI, or None (local, unauthenticated mode).
+    """
+    del tracking_uri
+    if config is not None and config.identity.server:
+        return config.identity.server.rstrip("/")
+    return None
+
+
+def current_identity(config: GovernanceConfig | None = None, tracking_uri: str | None = None) -> Identity:
+    """The acting user, authenticated by the governance server when there is one.
+
+    Args:
+        config: Governance config (``identity.server`` wins over the tracking URI and the environment).
         tracking_uri: The MLflow tracking URI in use (``None``: ``$MLFLOW_TRACKING_URI``).
 
     Returns:
-        The identity.
+        The identity; without a server, the OS user, marked unauthenticated.
 
     Raises:
         AccessDenied: Against a server, when credentials are missing or wrong.
     """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri.startswith(("http://", "https://")):
+    uri = server_uri(config, tracking_uri)
+    if uri is not None:
         from frugalml.governance.server import authenticated_user
 
         user = authenticated_user(
             uri, os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
         )
-        return Identity(user=user, source="mlflow-server")
-    return Identity(user=getpass.getuser(), source="os")
+        return Identity(user=user, source="mlflow-server", authenticated=True, server=uri)
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Identity(user=name, source="os", authenticated=False)
 
 
 def roles_of(config: GovernanceConfig, identity: Identity) -> list[str]:
@@ -148,10 +246,13 @@ def roles_of(config: GovernanceConfig, identity: Identity) -> list[str]:
     Raises:
         AccessDenied: For a user not listed (local OS users get ``identity.local_user_roles`` if any).
     """
+    if not identity.authenticated:  # a name from the environment proves nothing: never look it up in `users`
+        if config.identity.local_user_roles:
+            return config.identity.local_user_roles
+        raise AccessDenied(f"unauthenticated local user {identity.user!r}: this project gives local users no "
+                           f"role (identity.local_user_roles is empty); {SETUP_HINT}")  # fmt: skip
     if identity.user in config.users:
         return config.users[identity.user]
-    if identity.source == "os" and config.identity.local_user_roles:
-        return config.identity.local_user_roles
     raise AccessDenied(
         f"unknown user {identity.user!r} ({identity.source}): not listed under `users` in governance.yml"
     )
@@ -175,6 +276,9 @@ def check_pipelines(config: GovernanceConfig, identity: Identity, pipelines: lis
     Raises:
         AccessDenied: Naming the user, roles and pipeline.
     """
+    if config.identity.server and not identity.authenticated:
+        raise AccessDenied(f"this project authenticates users with the governance server {config.identity.server}"
+                           f": {SETUP_HINT}")  # fmt: skip
     roles = roles_of(config, identity)
     allowed = [p for role in roles for p in config.roles[role].pipelines]
     for pipeline in pipelines:
@@ -200,6 +304,9 @@ def check_operation(config: GovernanceConfig, identity: Identity, operation: str
     Raises:
         AccessDenied: Naming the user, roles and operation.
     """
+    if not identity.authenticated and operation not in READ_ONLY_OPERATIONS:
+        raise AccessDenied(f"{operation!r} needs an authenticated identity, and {identity.user!r} is only the "
+                           f"local OS user (which any environment variable can claim): {SETUP_HINT}")  # fmt: skip
     roles = roles_of(config, identity)
     allowed = [o for role in roles for o in config.roles[role].operations]
     if not _allowed(allowed, operation):

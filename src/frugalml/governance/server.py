@@ -96,8 +96,22 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loop
 
 
 # --- passwords -------------------------------------------------------------------------------------------
+#: The lowest zxcvbn score (0-4) a password may have: 3 is "safely unguessable" (~10^10 guesses) in zxcvbn's scale.
+MIN_PASSWORD_SCORE = 3
+#: zxcvbn refuses longer input; a longer password is judged by its first this many characters (conservative).
+ZXCVBN_MAX_LENGTH = 72
+#: Words a password of this server must not be built from, besides the user's own name.
+_CONTEXT_WORDS = ("mlflow", "frugalml", "admin", "administrator", "server")
+
+
 def check_password(username: str, password: str | None, *, source: str = "") -> str:
-    """Refuse an empty, short, default or ini-unsafe password.
+    """Refuse an empty, short, default, guessable or ini-unsafe password.
+
+    Strength is judged by zxcvbn (the maintained Python port of Dropbox's estimator): its score must be at
+    least :data:`MIN_PASSWORD_SCORE`, with the user name and this server's names as user inputs, so repeats
+    (``aaaaaaaaaaaa``), common passwords (``password1234``), keyboard walks (``1qaz2wsx3edc``) and the user
+    name plus digits (``alice1234567``) are refused. The error says why (zxcvbn's feedback) and never
+    contains the password.
 
     Args:
         username: Whose password it is (named in the error; the password never is).
@@ -109,8 +123,11 @@ def check_password(username: str, password: str | None, *, source: str = "") -> 
 
     Raises:
         GovernanceError: Empty, shorter than :data:`MIN_PASSWORD_LENGTH`, a known default, equal to the user
-            name, or with a line break or surrounding whitespace (the ini file could not keep it).
+            name, with a line break or surrounding whitespace (the ini file could not keep it), or scored
+            below :data:`MIN_PASSWORD_SCORE` by zxcvbn.
     """
+    from zxcvbn import zxcvbn
+
     where = f" (from {source})" if source else ""
     if not password:
         raise GovernanceError(f"the password of MLflow user {username!r}{where} is empty; set a strong one")
@@ -126,6 +143,17 @@ def check_password(username: str, password: str | None, *, source: str = "") -> 
     if password != password.strip() or "\n" in password or "\r" in password:
         raise GovernanceError(
             f"the password of MLflow user {username!r}{where} has a line break or leading/trailing whitespace"
+        )
+    strength = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=[username, *_CONTEXT_WORDS])
+    if strength["score"] < MIN_PASSWORD_SCORE:
+        feedback = strength["feedback"]
+        # zxcvbn's feedback is a fixed set of sentences ('Repeats like "aaa" are easy to guess.'): no part of
+        # the password is ever in it.
+        why = " ".join([feedback.get("warning") or "It is easy to guess.", *feedback.get("suggestions", [])])
+        raise GovernanceError(
+            f"the password of MLflow user {username!r}{where} is too weak: zxcvbn score "
+            f"{strength['score']} of 4, at least {MIN_PASSWORD_SCORE} needed. {why.strip()} "
+            "A passphrase of four or more random words, or a password manager's random password, passes."
         )
     return password
 
@@ -187,8 +215,9 @@ def write_auth_config(
 
     Section ``[mlflow]``, keys as in ``mlflow/server/auth/basic_auth.ini``: ``default_permission``,
     ``database_uri`` (a SQLite file in ``directory``), ``admin_username``, ``admin_password`` (used only
-    to create the admin the first time the auth database is empty), ``authorization_function`` and
-    ``auth_cache_ttl_seconds``. The file is written with mode 0600.
+    to create the admin the first time the auth database is empty; :func:`start_server` removes it again once
+    the server answers), ``authorization_function`` and ``auth_cache_ttl_seconds``. The file is written with
+    mode 0600 in a folder of mode 0700.
 
     Args:
         directory: Where the ini file and the auth database (``basic_auth.db``) live; created if missing.
@@ -208,11 +237,13 @@ def write_auth_config(
     if default_permission not in MLFLOW_PERMISSIONS:
         raise GovernanceError(f"default_permission {default_permission!r} is not one of {MLFLOW_PERMISSIONS}")
     directory = Path(directory).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # also when it existed with looser permissions
     database = directory / "basic_auth.db"
     # MLflow reads the file with configparser's default interpolation: a literal '%' must be written '%%'.
     lines = [
-        "# Written by frugalml.governance.server. Holds the admin password: keep it out of git (mode 0600).",
+        "# Written by frugalml.governance.server (mode 0600). admin_password is removed once the server has",
+        "# created the admin in the auth database: MLflow reads it only to create the admin on the first start.",
         "[mlflow]",
         f"default_permission = {default_permission}",
         f"database_uri = sqlite:///{database.as_posix()}",
@@ -229,6 +260,53 @@ def write_auth_config(
     path.chmod(0o600)  # also when the file existed with looser permissions
     logger.info("wrote MLflow auth config %s (auth database %s)", path, database)
     return path
+
+
+def scrub_admin_password(path: Path) -> bool:
+    """Remove ``admin_password`` from an auth ini file, keeping every other setting.
+
+    MLflow reads ``admin_password`` only to create the admin when the auth database has none
+    (``mlflow.server.auth.create_admin_user``); once the admin exists, a (re)starting worker needs only
+    ``admin_username``. The file is replaced atomically (a 0600 temporary file, fsynced, then renamed).
+
+    Args:
+        path: The ini file (see :func:`write_auth_config`); a missing file is left alone.
+
+    Returns:
+        Whether a password line was removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.split("=", 1)[0].strip().lower() != "admin_password"]
+    if len(kept) == len(lines):
+        return False
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(kept) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    path.chmod(0o600)
+    logger.info("removed the admin bootstrap password from %s", path)
+    return True
+
+
+def _restrict_auth_files(directory: Path) -> None:
+    """The auth folder 0700; its database (and SQLite's journal/WAL files), ini file and log 0600."""
+    if not directory.is_dir():
+        return
+    directory.chmod(0o700)
+    for name in ("basic_auth.db", "basic_auth.db-journal", "basic_auth.db-wal", "basic_auth.db-shm",
+                 "basic_auth.ini", "server.log"):  # fmt: skip
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).chmod(0o600)
 
 
 # --- the server process ----------------------------------------------------------------------------------
@@ -352,6 +430,8 @@ class ServerHandle:
         """Terminate the server's process group, then kill it if it is still there after ``timeout``.
 
         Idempotent; also registered with :mod:`atexit` so an interpreter exit does not leave it running.
+        Afterwards the ini file holds no admin password and the auth files are private (0700/0600), also
+        when the start failed before the server answered.
 
         Args:
             timeout: Seconds to wait after SIGTERM (and after SIGKILL).
@@ -360,12 +440,17 @@ class ServerHandle:
             return
         self._stopped = True
         atexit.unregister(self.stop)
-        self._signal(signal.SIGTERM)
-        if not self._wait_gone(timeout):
-            logger.warning("MLflow server pid %d ignored SIGTERM; killing it", self.process.pid)
-            self._signal(signal.SIGKILL)
-            self._wait_gone(timeout)
-        logger.info("MLflow server at %s stopped", self.uri)
+        try:
+            self._signal(signal.SIGTERM)
+            if not self._wait_gone(timeout):
+                logger.warning("MLflow server pid %d ignored SIGTERM; killing it", self.process.pid)
+                self._signal(signal.SIGKILL)
+                self._wait_gone(timeout)
+            logger.info("MLflow server at %s stopped", self.uri)
+        finally:
+            # normally already done once the server answered; here for a start that failed half-way
+            scrub_admin_password(self.auth_config)
+            _restrict_auth_files(self.auth_config.parent)
 
     def _wait_gone(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -405,12 +490,16 @@ def start_server(
     admin_password: str,
     admin_username: str = "admin",
     wait_seconds: float = 60,
+    governance_file: Path | None = None,
 ) -> ServerHandle:
     """Start ``mlflow server --app-name basic-auth`` on a loopback address and wait until it answers.
 
-    The auth ini and database and the server log (``server.log``) go to ``auth_dir``. The process runs in
-    a session of its own, so :meth:`ServerHandle.stop` ends the uvicorn worker too. MLflow's background
-    job runner is off unless ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION`` says otherwise.
+    The auth ini and database and the server log (``server.log``) go to ``auth_dir``, a folder of mode 0700
+    whose files are 0600 (the server runs with umask 077). The admin password is written to the ini file for
+    MLflow's bootstrap only and removed from it as soon as the server answers (see
+    :func:`scrub_admin_password`). The process runs in a session of its own, so :meth:`ServerHandle.stop`
+    ends the uvicorn worker too. MLflow's background job runner is off unless
+    ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION`` says otherwise.
 
     Args:
         host: Loopback address to bind.
@@ -421,6 +510,8 @@ def start_server(
         admin_password: The admin's password (used to create the admin on the first start).
         admin_username: The admin's user name.
         wait_seconds: How long to wait for ``/health``.
+        governance_file: The governance.yml the server enforces (roles, two-person operations, retention) and
+            keeps as the governance of record; its state (witness key, approvals) lives in ``auth_dir``.
 
     Returns:
         A handle with ``.uri``, ``.stop()``, ``.log_path``; a context manager.
@@ -442,18 +533,31 @@ def start_server(
             raise GovernanceError(f"port {port} on {host} is not free: {error}") from error
     auth_dir = Path(auth_dir).resolve()
     config = write_auth_config(auth_dir, admin_password=admin_password, admin_username=admin_username)
+    # SQLite keeps the mode of an existing database file (and gives its journal the same): create it 0600
+    # before MLflow opens it, and tighten one left behind by an older start.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(auth_dir / "basic_auth.db", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    log_path = auth_dir / "server.log"
+    os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    _restrict_auth_files(auth_dir)
     env = {key: value for key, value in os.environ.items() if key not in _CHILD_ENV_DROPPED}
     env = {key: value for key, value in env.items() if not key.startswith(USER_PASSWORD_ENV_PREFIX)}
     env["MLFLOW_AUTH_CONFIG_PATH"] = str(config)
     env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))  # CSRF key of the UI forms
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    from frugalml.governance.service import GOVERNANCE_DIR_ENV, GOVERNANCE_FILE_ENV
+
+    env[GOVERNANCE_DIR_ENV] = str(auth_dir / "governance")
+    env.pop(GOVERNANCE_FILE_ENV, None)
+    if governance_file is not None:
+        env[GOVERNANCE_FILE_ENV] = str(Path(governance_file).resolve())
     command = [
         sys.executable,
         "-m",
         "mlflow",
         "server",
         "--app-name",
-        "basic-auth",
+        "frugalml",  # basic-auth + the governance service (frugalml.governance.service)
         "--host",
         bare,
         "--port",
@@ -465,7 +569,6 @@ def start_server(
         "--workers",
         "1",
     ]
-    log_path = auth_dir / "server.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -475,6 +578,7 @@ def start_server(
             env=env,
             cwd=auth_dir,
             start_new_session=True,
+            umask=0o077,  # whatever the server creates (databases, journals, artifacts) is private to its user
         )
     handle = ServerHandle(
         process=process, uri=f"http://{_url_host(host)}:{port}", log_path=log_path, auth_config=config
@@ -484,8 +588,12 @@ def start_server(
     try:
         handle.wait_ready(wait_seconds)
     except BaseException:
-        handle.stop()
+        handle.stop()  # also removes the admin password from the ini file
         raise
+    # `mlflow server` creates the admin (bootstrap_admin_user) before it starts serving, so once /health
+    # answers the password is no longer needed on disk: a restarting worker finds the admin in the database.
+    scrub_admin_password(config)
+    _restrict_auth_files(auth_dir)
     return handle
 
 
@@ -750,6 +858,7 @@ def _serve(host: str, port: int, project: Path) -> int:
         artifacts_destination=str(mlruns / "artifacts"),
         auth_dir=mlruns / "auth",
         admin_password=admin_password_from_env(),
+        governance_file=project / "conf" / "base" / "governance.yml",
     )
     with handle:
         _provision_from_env(handle.uri, project)
