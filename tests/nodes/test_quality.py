@@ -72,11 +72,11 @@ def test_quarantine_reasons_name_the_expectations(sample_emails):
     corrupted, _, ids = CORRUPTIONS["non_utf8_bytes"](sample_emails, np.random.default_rng(1))
     _, quarantine, _, _, _ = gate(corrupted)
     assert set(quarantine["email_id"]) == ids
-    assert quarantine["reason"].str.contains("_text_type").all()
+    assert (quarantine["reason"] == "expect_column_values_to_be_in_set(type of subject, body)").all()
     assert (quarantine["bytes_columns"] == "body").all()  # bytes kept (as latin-1 text), not dropped
     huge, _, huge_ids = CORRUPTIONS["10mb_message"](sample_emails, np.random.default_rng(0))
     _, quarantine, _, _, _ = gate(huge)
-    assert quarantine["reason"].iloc[0] == "expect_column_value_lengths_to_be_between(_text)"
+    assert quarantine["reason"].iloc[0] == "expect_column_value_lengths_to_be_between(text of subject, body)"
 
 
 def test_warn_severity_reports_without_stopping(sample_emails):
@@ -131,3 +131,51 @@ def test_profiling_proposes_a_suite_that_the_trusted_batch_passes(sample_emails)
     assert report["success"] and quarantine.empty
     corrupted, _, _ = CORRUPTIONS["labels_outside_set"](sample_emails, np.random.default_rng(0))
     assert validate_with_suite(corrupted, proposal, {}, {})[1].shape[0] > 0
+
+
+# --- issue 14: messages in the user's terms, and the generic suite on messy tables -----------------------
+TICKETS = {"text_columns": ["message"], "label_column": "category", "id_column": None, "label_names": ["ok", "abuse"]}
+
+
+def tickets(sample_emails: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"message": sample_emails["body"].to_numpy(),
+                         "category": sample_emails["label"].map({0: "ok", 1: "abuse"}).to_numpy()})  # fmt: skip
+
+
+def test_gate_failures_name_the_users_columns_not_helper_columns(sample_emails):
+    table = tickets(sample_emails)
+    table.loc[table.index[: len(table) // 2], "message"] = "  "  # half the texts are blank: the gate stops
+    passed, quarantine, report, _, _ = gate(table, "text_table", data=TICKETS)
+    with pytest.raises(DataQualityError) as raised:
+        enforce_quality_gate(passed, report)
+    message = str(raised.value)
+    assert "_text" not in message and "_positive" not in message
+    assert (quarantine["reason"] == "expect_column_values_to_match_regex(text of message)").all()
+    assert all("_text" not in entry["column"] for entry in report["results"] if entry["column"])
+
+
+def test_generic_suite_checks_label_balance_and_names_the_remedy(sample_emails):
+    """Before issue 14 text_table.yml had no balance check: a one-class table passed the gate."""
+    table = tickets(sample_emails)
+    one_class = table[table["category"] == "ok"]
+    passed, _, report, _, _ = gate(one_class, "text_table", data=TICKETS)
+    with pytest.raises(
+        DataQualityError,
+        match=r"expect_column_mean_to_be_between\(share of category = 1 "
+        r"\('abuse'\)\): observed 0.0.*one class.*add rows of the missing",
+    ):
+        enforce_quality_gate(passed, report)  # fmt: skip
+    numeric = table.assign(category=table["category"].map({"ok": 0, "abuse": 1}))  # values instead of names
+    assert gate(numeric, "text_table", data=TICKETS)[2]["success"]
+    with_unlabelled = table.copy()
+    with_unlabelled.loc[with_unlabelled.index[:5], "category"] = None
+    assert gate(with_unlabelled, "text_table", data=TICKETS)[2]["success"]  # missing labels do not count
+
+
+def test_gate_on_a_table_without_its_text_column_names_the_column(sample_emails):
+    """Before issue 14 every row was quarantined as "no text" and the message blamed the quarantine share."""
+    table = tickets(sample_emails).rename(columns={"message": "text"})
+    passed, quarantine, report, _, _ = gate(table, "text_table", data=TICKETS)
+    assert quarantine.empty and len(passed) == len(table)
+    with pytest.raises(DataQualityError, match=r"lacks text column\(s\) \['message'\] of data.text_columns"):
+        enforce_quality_gate(passed, report)

@@ -169,14 +169,17 @@ def test_lf_that_raises_abstains_there_with_a_warning(pool_and_dev, custom_lfs):
 def test_pool_where_every_lf_abstains_is_an_error(pool_and_dev, custom_lfs):
     pool, dev, _ = pool_and_dev
     custom_lfs("never_votes", lambda row: ABSTAIN)
-    with pytest.raises(EmptyDatasetError, match="every labelling function abstained"):
+    with pytest.raises(EmptyDatasetError, match="every labelling function abstained on all .* and all .* gold dev"):
         weak_label(pool, dev, FAST | {"lfs": ["never_votes"]}, DATA, 0)
 
 
-def test_dev_set_with_one_class_is_an_error(pool_and_dev):
+def test_dev_set_with_one_class_leaves_the_pool_unlabelled_with_the_reason(pool_and_dev):
     pool, dev, _ = pool_and_dev
-    with pytest.raises(EmptyDatasetError, match=r"no rows of class\(es\) \['spam'\]"):
-        weak_label(pool, dev[dev["label"] == 0], FAST, DATA, 0)
+    weak, abstained, _, _, metrics = weak_label(pool, dev[dev["label"] == 0], FAST, DATA, 0)
+    assert weak.empty and len(abstained) == len(pool) and abstained["label"].isna().all()
+    assert abstained["reason"].str.contains(r"gold_dev_too_small: .*no rows of class\(es\) \['spam'\]").all()
+    assert "split.gold_dev_size" in abstained["reason"].iloc[0]
+    assert metrics["weak_labelled"]["value"] == 0 and metrics["abstained"]["value"] == len(pool)
 
 
 def test_unknown_lf_family_and_missing_columns_are_named(pool_and_dev):
@@ -197,8 +200,9 @@ def test_all_skips_lfs_that_do_not_fit_other_data(pool_and_dev):
     lfs = create_lfs(["all"], ["ham", "spam"], columns=text_only.columns)
     assert lfs and all(set(spec.columns) <= {"subject", "body"} for spec in lfs)
     assert not create_lfs(["all"], ["negative", "positive"], columns=text_only.columns)
-    with pytest.raises(ParameterError, match="selects no labelling function that fits"):
-        weak_label(text_only, dev, FAST, DATA | {"label_names": ["negative", "positive"]}, 0)
+    weak, abstained, _, _, _ = weak_label(text_only, dev, FAST, DATA | {"label_names": ["negative", "positive"]}, 0)
+    assert weak.empty and len(abstained) == len(text_only)
+    assert abstained["reason"].str.startswith("no_fitting_lf: weak_label.lfs ['all'] selects no labelling").all()
 
 
 def test_end_model_trains_on_soft_weak_labels(pool_and_dev, sample_emails):
@@ -240,3 +244,41 @@ def test_no_fitting_lf_and_an_empty_pool_gives_empty_outputs(pool_and_dev):
     assert weak.empty and abstained.empty and summary.empty and figure is not None
     assert {"label_source", "label_confidence", "label_prob_0", "label_prob_1"} <= set(weak.columns)
     assert metrics["n_lfs"]["value"] == 0
+
+
+# --- issue 14: one unlabelled row must not stop the run ---------------------------------------------------
+@pytest.mark.parametrize("label_model", ["snorkel", "majority"])
+def test_one_unlabelled_row_of_a_user_table_does_not_stop_the_run(sample_emails, label_model):
+    """The README's table (message / category ok, abuse) with one empty label: no library LF fits those labels,
+    and before issue 14 the weak-label stage raised ParameterError and killed the run."""
+    table = pd.DataFrame(
+        {
+            "message": (sample_emails["subject"] + "\n" + sample_emails["body"]).to_numpy(),
+            "category": sample_emails["label"].to_numpy(),
+            "row_id": sample_emails["email_id"],
+        }
+    )
+    data = {"text_columns": ["message"], "label_column": "category", "id_column": "row_id",
+            "label_names": ["ok", "abuse"]}  # fmt: skip
+    pool, dev = table.iloc[[0]].assign(category=pd.NA), table.iloc[1:41]
+    weak, abstained, summary, figure, metrics = weak_label(pool, dev, FAST | {"label_model": label_model}, data, 0)
+    assert weak.empty and abstained["row_id"].tolist() == [table["row_id"].iloc[0]]
+    assert abstained["reason"].iloc[0].startswith("no_fitting_lf:")
+    # the same single row with the library's label names: the LFs fit, and it is labelled or abstained
+    named = data | {"label_names": ["ham", "spam"]}
+    weak, abstained, _, _, _ = weak_label(pool, dev, FAST | {"label_model": label_model}, named, 0)
+    assert len(weak) + len(abstained) == 1
+
+
+def test_one_unlabelled_row_that_no_lf_votes_on_is_abstained_not_fatal(pool_and_dev):
+    pool, dev, _ = pool_and_dev
+    quiet = pool.iloc[[0]].assign(subject="lunch", body="see you at noon")  # no library LF votes here
+    weak, abstained, _, _, _ = weak_label(quiet[["email_id", "subject", "body", "label"]], dev, FAST, DATA, 0)
+    assert weak.empty and abstained["reason"].tolist() == ["all labelling functions abstained"]
+
+
+def test_a_small_table_without_a_gold_dev_set_leaves_its_pool_unlabelled(pool_and_dev):
+    pool, dev, _ = pool_and_dev
+    weak, abstained, _, _, _ = weak_label(pool.head(3), dev.iloc[0:0], FAST, DATA, 0)
+    assert weak.empty and len(abstained) == 3
+    assert abstained["reason"].str.startswith("gold_dev_too_small: the gold dev set is empty").all()

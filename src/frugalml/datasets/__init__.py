@@ -1,7 +1,7 @@
 """Kedro datasets of frugalml: the only place (with hooks) that does I/O."""
 
-from frugalml.datasets.corpus import MailCorpusDataset
+from frugalml.datasets.corpus import MailCorpusDataset, TextTableDataset
 from frugalml.datasets.model import TextClassifierDataset
 from frugalml.datasets.reports import HtmlSiteDataset, OptionalDataset
 
-__all__ = ["HtmlSiteDataset", "MailCorpusDataset", "OptionalDataset", "TextClassifierDataset"]
+__all__ = ["HtmlSiteDataset", "MailCorpusDataset", "OptionalDataset", "TextClassifierDataset", "TextTableDataset"]

@@ -2,13 +2,27 @@
 
 Notation: N raw message files in; N = parsed + quarantined, always (nothing is dropped silently).
 Every parsed row keeps the digest of the archive it came from, so any model traces back to its bytes.
+
+Rules the parser enforces (each a quarantine ``reason`` or a cleaning step, never a silent drop):
+
+* a member of the archive that is not a message of its layout: ``unexpected_member``;
+* the label comes from the corpus folder by ``ingest.label_rule`` (pattern -> label); a folder matching
+  no pattern, or patterns of two labels, is ``unlabelled_group`` / ``ambiguous_group`` (never ham by default);
+* decoded header values never carry line breaks or other control characters into derived fields
+  (``subject``, ``from_addr``, ``header_text``, ...): an RFC 2047 word that decodes to CR/LF plus ``Bcc:``
+  stays inside its own header's line;
+* a body with more than ``ingest.max_control_share`` control or undecodable characters is ``binary_body``;
+  fewer, isolated ones (NUL, ESC, ...) are stripped and counted in ``control_chars_stripped``.
 """
 
 from __future__ import annotations
 
+import codecs
 import email
+import fnmatch
 import hashlib
 import logging
+import math
 import re
 from email import policy
 from email.header import decode_header, make_header
@@ -20,6 +34,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from frugalml.errors import ParameterError, SchemaError
 from frugalml.params import IngestParams, parse_params
 
 logger = logging.getLogger(__name__)
@@ -29,7 +44,7 @@ EMAIL_COLUMNS = [
     "from_addr", "to_addr", "reply_to", "subject", "date", "message_id", "in_reply_to", "list_id",
     "received_count", "content_type", "header_text", "body", "html_only", "attachment_count",
     "url_count", "raw_size", "header_count", "defect_count", "charset_fallback", "body_truncated",
-    "checksum_ok",
+    "control_chars_stripped", "checksum_ok",
 ]  # fmt: skip
 QUARANTINE_COLUMNS = ["email_id", "archive", "archive_sha256", "member", "group", "reason", "raw_size", "raw"]
 
@@ -38,6 +53,16 @@ _BLOCK_TAGS = {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6",
 _SKIP_TAGS = {"script", "style", "head", "title"}
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
+# Unicode Cc (C0, DEL, C1), lone surrogates and the line/paragraph separators: never inside a header value
+_HEADER_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+# the same in a body, except the whitespace controls (tab, line feed, vertical tab, form feed, carriage return)
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+MIN_CONTROL_BASE = 100  # shares of control characters are counted over at least this many characters
+# bytes 0x80-0x9f of text labelled ISO-8859-1 are Windows-1252 punctuation (the WHATWG encoding standard reads
+# the label so): curly quotes and dashes, not C1 control characters
+_C1_AS_CP1252 = {
+    code: char for code in range(0x80, 0xA0) if (char := bytes([code]).decode("cp1252", errors="replace")) != "\ufffd"
+}
 
 
 class _HTMLText(HTMLParser):
@@ -96,27 +121,102 @@ def normalise_whitespace(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+def _is_latin1(charset: str | None) -> bool:
+    try:
+        return charset is not None and codecs.lookup(charset).name == "iso8859-1"
+    except LookupError:
+        return False
+
+
+def one_line(text: str) -> str:
+    """A header value on one line: control characters and line breaks become spaces, blanks collapse.
+
+    Folded headers are unfolded (RFC 5322 section 2.2.3), and an encoded word that decodes to CR/LF plus
+    ``Bcc: ...`` can no longer start a line of its own in ``header_text``.
+
+    Args:
+        text: A decoded header value.
+
+    Returns:
+        The value without control characters, line or paragraph separators, on one line, stripped.
+    """
+    return " ".join(_HEADER_CONTROL.sub(" ", text).split())
+
+
+def strip_control(text: str, *, max_share: float) -> tuple[str, int, float]:
+    """Remove isolated control characters from a text, and measure how much of it is not text.
+
+    Counted as not text: Unicode control characters other than tab, line feed, vertical tab, form feed and
+    carriage return (NUL, ESC, DEL, C1 controls), lone surrogates and U+FFFD (bytes that no charset decoded).
+    The share is over the text's length, but at least 100 characters, so that one stray NUL in a short text
+    is stripped rather than judged.
+
+    Args:
+        text: Decoded text.
+        max_share: Above this share the text counts as binary (``ingest.max_control_share``,
+            ``data.max_control_share``).
+
+    Returns:
+        The text with those control characters removed (U+FFFD is kept as the trace of undecodable bytes),
+        how many were removed, and the share of non-text characters (the caller quarantines the text when
+        it is above ``max_share``).
+    """
+    cleaned, removed = CONTROL_CHARACTERS.subn("", text)
+    share = (removed + text.count("\ufffd")) / max(len(text), MIN_CONTROL_BASE)
+    if removed:
+        cleaned = normalise_whitespace(cleaned) if share <= max_share else cleaned
+    return cleaned, removed, share
+
+
+def _decode_chunk(chunk: bytes | str, charset: str | None) -> str:
+    if isinstance(chunk, str):
+        return chunk
+    if _is_latin1(charset):
+        return chunk.decode("latin-1").translate(_C1_AS_CP1252)
+    try:
+        return chunk.decode(charset or "us-ascii")
+    except (LookupError, UnicodeDecodeError):
+        try:
+            return chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return chunk.decode("cp1252", errors="replace")
+
+
+def _relabel(chunk: bytes | str, charset: str | None) -> tuple[bytes | str, str | None]:
+    """ISO-8859-1 words are read as Windows-1252 (as bodies are), and raw 8-bit header bytes (compat32's
+    ``unknown-8bit``) as UTF-8 or else Windows-1252, instead of U+FFFD; both re-labelled UTF-8 for make_header."""
+    if not isinstance(chunk, bytes):
+        return chunk, charset
+    if _is_latin1(charset):
+        return chunk.decode("latin-1").translate(_C1_AS_CP1252).encode("utf-8"), "utf-8"
+    if (charset is None or charset == "unknown-8bit") and not chunk.isascii():
+        try:
+            return chunk.decode("utf-8").encode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            return chunk.decode("cp1252", errors="replace").encode("utf-8"), "utf-8"
+    return chunk, charset
+
+
 def decode_header_value(value: Any) -> str:
-    """Decode an RFC 2047 header value (``=?charset?b?...?=``), tolerating bad charsets.
+    """Decode an RFC 2047 header value (``=?charset?b?...?=``), tolerating bad charsets, on one line.
 
     Args:
         value: The raw header value (``str`` or ``email.header.Header``), or ``None``.
 
     Returns:
-        The decoded text (empty when absent).
+        The decoded text (empty when absent), without line breaks or control characters (:func:`one_line`).
     """
     if value is None:
         return ""
     try:
-        return str(make_header(decode_header(str(value)))).strip()
+        chunks = decode_header(value)  # a compat32 Header (raw 8-bit bytes) keeps its bytes; a str is parsed
+    except (ValueError, email.errors.HeaderParseError):
+        return one_line(str(value))
+    chunks = [_relabel(chunk, charset) for chunk, charset in chunks]
+    try:
+        return one_line(str(make_header(chunks)))
     except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
-        pieces = []
-        for chunk, _charset in decode_header(str(value)):
-            if isinstance(chunk, bytes):
-                pieces.append(chunk.decode("latin-1", errors="replace"))
-            else:
-                pieces.append(chunk)
-        return "".join(pieces).strip()
+        return one_line(" ".join(_decode_chunk(chunk, charset) for chunk, charset in chunks))
 
 
 def decode_payload(part: Message) -> tuple[str, bool]:
@@ -134,6 +234,8 @@ def decode_payload(part: Message) -> tuple[str, bool]:
     if isinstance(payload, str):  # pragma: no cover - compat32 returns bytes for decode=True
         return payload, False
     charset = part.get_content_charset() or "us-ascii"
+    if _is_latin1(charset):
+        return payload.decode("latin-1").translate(_C1_AS_CP1252), False
     try:
         return payload.decode(charset), False
     except (LookupError, UnicodeDecodeError):
@@ -189,7 +291,7 @@ def parse_message(raw: bytes, *, max_body_chars: int = 200_000) -> dict[str, Any
 
     def address(name: str) -> str:
         pairs = getaddresses([decode_header_value(v) for v in message.get_all(name, [])])
-        return ", ".join(addr for _, addr in pairs if addr)
+        return one_line(", ".join(addr for _, addr in pairs if addr))
 
     return {
         "from_addr": address("From"),
@@ -215,16 +317,42 @@ def parse_message(raw: bytes, *, max_body_chars: int = 200_000) -> dict[str, Any
     }
 
 
-def label_from_group(group: str) -> int:
-    """SpamAssassin corpus label: groups named ``spam*`` are spam (1), the rest ham (0).
+def _label_outcome(group: Any, rule: dict[str, int | None]) -> tuple[int | None, str | None]:
+    """The label of a corpus folder under ``rule``, or ``None`` and the quarantine reason."""
+    name = "" if group is None or (isinstance(group, float) and math.isnan(group)) else str(group)
+    folder = name.lower()
+    matched = {p: label for p, label in rule.items() if label is not None and fnmatch.fnmatchcase(folder, p.lower())}
+    labels = set(matched.values())
+    if len(labels) == 1:
+        return labels.pop(), None
+    if labels:
+        return None, (
+            f"ambiguous_group: folder '{name}' matches ingest.label_rule patterns {list(matched)} of labels "
+            f"{sorted(labels)}"
+        )
+    return None, f"unlabelled_group: folder '{name}' matches no ingest.label_rule pattern {list(rule)}"
+
+
+def label_from_group(group: str, rule: dict[str, int | None] | None = None) -> int:
+    """The label of a corpus group (folder) by ``ingest.label_rule``: shell patterns, case-insensitive.
+
+    The default rule labels the SpamAssassin corpus: ``spam*`` is spam (1), ``*ham*`` is ham (0). A folder
+    that matches no pattern is never given a label by default.
 
     Args:
         group: A corpus group such as ``easy-ham-1`` or ``spam-2``.
+        rule: Pattern -> label (``ingest.label_rule``); ``None``: the default rule.
 
     Returns:
-        1 for spam, 0 for ham.
+        The label.
+
+    Raises:
+        SchemaError: When the folder matches no pattern, or patterns of different labels.
     """
-    return int(group.lower().startswith("spam"))
+    label, reason = _label_outcome(group, rule if rule is not None else IngestParams().label_rule)
+    if label is None:
+        raise SchemaError(str(reason))
+    return label
 
 
 def era_from_group(group: str) -> int:
@@ -282,17 +410,45 @@ def parse_emails(
     config = parse_params(IngestParams, params, name="ingest")
     if config.sample is not None:
         raw_messages = sample_messages(raw_messages, n=config.sample.n, seed=config.sample.seed)
+    rejected = (
+        raw_messages["reject_reason"].notna()
+        if "reject_reason" in raw_messages.columns
+        else pd.Series(False, index=raw_messages.index)
+    )
+    outcomes = {group: _label_outcome(group, config.label_rule) for group in raw_messages["group"].unique()}
+    message_groups = set(raw_messages.loc[~rejected, "group"].unique())
+    unlabelled = {g: reason for g, (label, reason) in outcomes.items() if label is None and g in message_groups}
+    if message_groups and len(unlabelled) == len(message_groups):
+        raise ParameterError(
+            f"ingest.label_rule {config.label_rule} labels none of the corpus folders {sorted(map(str, unlabelled))}: "
+            "no message could be labelled. Map each folder pattern to its label, e.g. "
+            "ingest.label_rule: {'spam*': 1, '*ham*': 0}"
+        )
+    if unlabelled:
+        counts = raw_messages.loc[~rejected, "group"].value_counts()
+        logger.warning(
+            "ingest: folders matched by no (or by conflicting) ingest.label_rule patterns are quarantined: %s",
+            {str(g): int(counts.get(g, 0)) for g in unlabelled},
+        )
     parsed: list[dict[str, Any]] = []
     quarantined: list[dict[str, Any]] = []
     for row in tqdm(raw_messages.itertuples(index=False), total=len(raw_messages), desc="parse e-mail"):
         raw: bytes = row.raw
         base = {
-            "email_id": hashlib.sha256(raw).hexdigest()[:20],
+            "email_id": hashlib.sha256(raw or str(row.member).encode()).hexdigest()[:20],
             "archive": row.archive,
             "archive_sha256": row.archive_sha256,
             "member": row.member,
             "group": row.group,
         }
+        reject = getattr(row, "reject_reason", None)
+        if isinstance(reject, str):
+            quarantined.append({**base, "reason": reject, "raw_size": len(raw), "raw": raw})
+            continue
+        label, label_reason = outcomes.get(row.group) or _label_outcome(row.group, config.label_rule)
+        if label is None:
+            quarantined.append({**base, "reason": label_reason, "raw_size": len(raw), "raw": raw})
+            continue
         if not raw.strip():
             quarantined.append({**base, "reason": "empty_message", "raw_size": len(raw), "raw": raw})
             continue
@@ -302,6 +458,15 @@ def parse_emails(
             reason = f"parse_error: {type(error).__name__}: {error}"[:300]
             quarantined.append({**base, "reason": reason, "raw_size": len(raw), "raw": raw})
             continue
+        body, stripped, share = strip_control(fields["body"], max_share=config.max_control_share)
+        if share > config.max_control_share:
+            reason = (
+                f"binary_body: {share:.0%} of the body's {len(fields['body'])} characters are control or "
+                f"undecodable characters (above ingest.max_control_share {config.max_control_share:.0%})"
+            )
+            quarantined.append({**base, "reason": reason, "raw_size": len(raw), "raw": raw})
+            continue
+        fields["body"], fields["control_chars_stripped"] = body, stripped
         text_chars = len(fields["subject"].strip()) + len(fields["body"].strip())
         if text_chars < max(config.min_text_chars, 1):
             reason = "no_text: no subject and no decodable text body"
@@ -318,7 +483,7 @@ def parse_emails(
             {
                 **base,
                 "era": era_from_group(row.group),
-                "label": label_from_group(row.group),
+                "label": label,
                 **fields,
                 "checksum_ok": checksum_ok,
                 "_raw": raw,
@@ -361,6 +526,7 @@ def parse_emails(
         "html_only": int(emails["html_only"].sum()),
         "charset_fallback": int(emails["charset_fallback"].sum()),
         "checksum_mismatch": int((~emails["checksum_ok"]).sum()),
+        "control_chars_stripped": int(emails["control_chars_stripped"].sum()),
         **{f"quarantine_{reason}": int(count) for reason, count in reasons.items()},
     }
     if metrics["messages_read"] != metrics["emails_parsed"] + metrics["emails_quarantined"]:

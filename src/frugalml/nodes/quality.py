@@ -7,6 +7,10 @@ their reason; the batch goes on while the quarantined share stays at or under ``
 A gate is two nodes so that the evidence survives a failure: :func:`validate_with_suite` always returns the
 report, the quarantine, the metrics and the Data Docs (saved by the catalog), and :func:`enforce_quality_gate`
 then stops the run with :class:`~frugalml.errors.DataQualityError` or passes the clean rows on.
+
+Messages speak the user's terms: an expectation on a derived column (``_text``, ``_text_type``,
+``_positive``) is named by the columns it derives from (``text of message``, ``share of category = 1
+('abuse')``), and a failure that has a known cause says which parameter or fix addresses it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ logger = logging.getLogger(__name__)
 ROW = "_row"  # positional row number given to GX to map failures back to rows
 TEXT = "_text"  # derived: the schema's text columns joined by a newline
 TEXT_TYPE = "_text_type"  # derived: "str" when every text value is text (or missing), else the odd type's name
+POSITIVE = "_positive"  # derived: 1.0 where the label is data.positive_label, 0.0 another declared label, else NaN
+DERIVED = (ROW, TEXT, TEXT_TYPE, POSITIVE)
 
 
 class ExpectationSpec(BaseModel):
@@ -102,8 +108,68 @@ def parse_suite(suite: dict[str, Any], schema: DataSchema) -> tuple[SuiteSpec, l
     return spec, built
 
 
+def describe_column(column: str | None, schema: DataSchema) -> str | None:
+    """A column as the user knows it: derived columns are named by the columns they come from.
+
+    Args:
+        column: A column an expectation reads (possibly derived).
+        schema: ``params:data``.
+
+    Returns:
+        ``column`` itself, or for ``_text`` ``text of subject, body``, for ``_text_type`` ``type of subject,
+        body`` and for ``_positive`` ``share of label = 1 ('spam')``.
+    """
+    texts = ", ".join(schema.text_columns)
+    if column == TEXT:
+        return f"text of {texts}"
+    if column == TEXT_TYPE:
+        return f"type of {texts}"
+    if column == POSITIVE:
+        names = dict(zip(schema.labels, schema.label_names)) if schema.label_names else {}
+        name = f" ({names[schema.positive_label]!r})" if schema.positive_label in names else ""
+        return f"share of {schema.label_column} = {schema.positive_label}{name}"
+    return column
+
+
+def _hint(expectation: str, column: str | None, schema: DataSchema) -> str:
+    """What to do about a failure whose cause is known."""
+    balance = expectation == "expect_column_mean_to_be_between" and column in (POSITIVE, schema.label_column)
+    if balance:
+        return (
+            " (the labelled rows are (almost) all of one class: a classifier needs labelled rows of every "
+            "class; add rows of the missing class, or check data.label_column, data.labels and data.positive_label)"
+        )
+    if expectation == "expect_column_to_exist" and column:
+        return f" (the table has no column '{column}': rename it or set params:data to the table's columns)"
+    return ""
+
+
+def _positive_share(labels: pd.Series, schema: DataSchema) -> pd.Series:
+    """1.0 / 0.0 for the positive / another declared label (values, names or numeric strings), NaN otherwise."""
+    names = dict(zip(schema.label_names, schema.labels)) if schema.label_names else {}
+    allowed = set(schema.labels)
+
+    def value_of(value: Any) -> float:
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped in names:
+                return 1.0 if names[stripped] == schema.positive_label else 0.0
+            try:
+                value = float(stripped)
+            except ValueError:
+                return np.nan
+        if isinstance(value, bool | np.bool_):
+            value = int(value)
+        if isinstance(value, int | float | np.integer | np.floating) and not pd.isna(value):
+            if float(value).is_integer() and int(value) in allowed:
+                return 1.0 if int(value) == schema.positive_label else 0.0
+        return np.nan
+
+    return labels.map(value_of).astype(float)
+
+
 def _gx_frame(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
-    """The frame GX sees: original columns, a positional row id and the joined text."""
+    """The frame GX sees: original columns, a positional row id, the joined text and the positive-label share."""
     view = frame.reset_index(drop=True).copy()
     view[ROW] = np.arange(len(view))
     columns = [c for c in schema.text_columns if c in view.columns]
@@ -123,7 +189,23 @@ def _gx_frame(frame: pd.DataFrame, schema: DataSchema) -> pd.DataFrame:
     else:
         view[TEXT] = ""
         view[TEXT_TYPE] = "str"
+    if schema.label_column in view.columns:
+        view[POSITIVE] = _positive_share(view[schema.label_column], schema).to_numpy()
+    else:
+        view[POSITIVE] = np.nan
     return view
+
+
+def _reads(item: ExpectationSpec, schema: DataSchema) -> set[str]:
+    """The columns an expectation reads (``column``, ``column_A``/``column_B``, ``column_list``)."""
+    read: set[str] = set()
+    for key, value in item.kwargs.items():
+        value = _substitute(value, schema)
+        if key in ("column", "column_A", "column_B") and isinstance(value, str):
+            read.add(value)
+        elif key == "column_list" and isinstance(value, list):
+            read.update(v for v in value if isinstance(v, str))
+    return read
 
 
 def _run_checkpoint(view: pd.DataFrame, name: str, expectations: list[Any]) -> tuple[Any, dict[str, bytes]]:
@@ -234,6 +316,20 @@ def validate_with_suite(
         report.update(success=False, rows_passed=0, rows_quarantined=0, quarantine_share=0.0)
         return frame, frame.assign(reason=pd.Series(dtype=str)), report, {}, {}
 
+    derived_text = any(_reads(item, schema) & {TEXT, TEXT_TYPE} for item in spec.expectations)
+    missing_text = [column for column in schema.text_columns if column not in frame.columns]
+    if derived_text and missing_text:  # every row would be quarantined as "no text": name the columns instead
+        report["failures"].append(
+            f"the batch lacks text column(s) {missing_text} of data.text_columns {schema.text_columns} (it has "
+            f"{list(frame.columns)[:30]}): rename the table's columns or set data.text_columns; the text checks "
+            "did not run"
+        )
+        report.update(success=False, rows_passed=len(frame), rows_quarantined=0, quarantine_share=0.0,
+                      max_quarantine_share=share_limit, seconds=time.perf_counter() - started)  # fmt: skip
+        metrics = {f"{spec.name}.passed": {"value": 0.0, "step": 0}}
+        quarantine = frame.iloc[0:0].assign(reason=pd.Series(dtype=str), suite=spec.name)
+        return frame, _safe_for_parquet(quarantine), report, metrics, {}
+
     view = _gx_frame(frame, schema)
     checkpoint_result, docs = _run_checkpoint(view, spec.name, expectations)
     id_column = schema.id_column if schema.id_column in view.columns else None
@@ -247,7 +343,8 @@ def validate_with_suite(
             failing_rows = [int(row[ROW]) for row in details.get("unexpected_index_list") or [] if ROW in row]
             exception = _exception(result)
             column = _substitute(item.kwargs.get("column"), schema)
-            label = f"{item.expectation}({column})" if column else item.expectation
+            described = describe_column(column, schema)
+            label = f"{item.expectation}({described})" if column else item.expectation
             examples = (
                 view.loc[failing_rows[: config.example_ids], id_column].map(_plain).tolist()
                 if id_column
@@ -256,7 +353,8 @@ def validate_with_suite(
             entry = {
                 "index": index,
                 "expectation": item.expectation,
-                "column": column,
+                "column": described,
+                "gx_column": column,
                 "severity": item.severity,
                 "quarantine": item.quarantine,
                 "success": bool(result.success) and exception is None,
@@ -283,6 +381,7 @@ def validate_with_suite(
                 + (f"error {exception}" if exception else f"observed {observed!r}" if observed is not None else "")
                 + (f", {entry['unexpected_count']} unexpected rows" if entry["unexpected_count"] else "")
                 + (f", e.g. ids {examples}" if examples else "")
+                + ("" if exception else _hint(item.expectation, column, schema))
             )
             (report["failures"] if item.severity == "error" else report["warnings"]).append(message)
 

@@ -4,6 +4,11 @@ Notation: N rows in; L labelled, U unlabelled (label missing). Sets out (ARCHITE
 ``train_labelled`` (fit), ``dev_labelled`` (early stopping, tuning), ``dev_gold`` (small, kept apart for
 later stages: writing labelling functions, calibrating gates), ``test_gold`` (final evaluation only) and
 ``unlabelled_pool`` (rows without a label, plus any share of train whose labels are hidden on purpose).
+
+A user's own table is checked before any gate (:func:`check_table`: declared columns present, no index that
+pandas inferred from a ragged CSV); :func:`validate_text_dataset` then quarantines rows with empty or binary
+text and the copies of repeated texts (so no copy can straddle train and test), and strips isolated control
+characters; :func:`split_dataset` refuses a table whose labelled rows hold a single class, saying so.
 """
 
 from __future__ import annotations
@@ -18,11 +23,15 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from frugalml.errors import EmptyDatasetError, SchemaError
+from frugalml.nodes.ingest import MIN_CONTROL_BASE
 from frugalml.params import DataSchema, SplitParams, parse_params
 
 logger = logging.getLogger(__name__)
 
 ROW_ID = "row_id"
+# control characters other than tab, line feed, vertical tab, form feed and carriage return (as in ingest;
+# surrogates cannot occur in pandas' Arrow-backed strings)
+_CONTROL = "[\x00-\x08\x0e-\x1f\x7f-\x9f]"
 
 
 def id_column_of(schema: DataSchema) -> str:
@@ -35,6 +44,97 @@ def id_column_of(schema: DataSchema) -> str:
         The column name.
     """
     return schema.id_column or ROW_ID
+
+
+def require_columns(frame: pd.DataFrame, schema: DataSchema) -> None:
+    """The columns ``params:data`` declares must exist, and the rows must not be shifted by a ragged CSV.
+
+    Args:
+        frame: The table.
+        schema: Its declared schema.
+
+    Raises:
+        SchemaError: Naming each missing column and its role (text, label, id), or the inferred index.
+    """
+    roles = [("text column", "data.text_columns", c) for c in schema.text_columns]
+    roles.append(("label column", "data.label_column", schema.label_column))
+    if schema.id_column:
+        roles.append(("id column", "data.id_column", schema.id_column))
+    missing = [(role, key, column) for role, key, column in roles if column not in frame.columns]
+    if missing:
+        what = "; ".join(f"{role} '{column}' ({key})" for role, key, column in missing)
+        raise SchemaError(
+            f"dataset lacks column(s) {[column for _, _, column in missing]} declared in params:data: {what}; "
+            f"it has {list(frame.columns)[:30]}. Rename the table's columns or set params:data to them"
+            + (" (data.id_column: null derives ids from the text)" if any(k == "data.id_column" for _, k, _ in missing)
+               else "")
+        )  # fmt: skip
+    index = frame.index
+    if (
+        not isinstance(index, pd.RangeIndex)
+        and index.nlevels == 1
+        and index.name is None
+        and not pd.api.types.is_integer_dtype(index)
+        and len(index)
+    ):
+        raise SchemaError(
+            f"the table has an unnamed index of values such as {[str(v)[:40] for v in index[:3]]} instead of "
+            "row numbers: pandas does this when every row of a CSV has one field more than its header, and then "
+            f"each value sits one column to the left of its name (column '{frame.columns[0]}' holds "
+            f"{str(frame.iloc[0, 0])[:40]!r}). Fix the file (quote text that contains the separator, remove "
+            "trailing separators), or read it with type: frugalml.datasets.corpus.TextTableDataset, which names "
+            "the ragged lines"
+        )
+
+
+def check_table(frame: pd.DataFrame, data: dict[str, Any]) -> pd.DataFrame:
+    """A cheap schema check in front of the quality gate, so that a bad table is named before any gate runs.
+
+    Args:
+        frame: The table (the parsed e-mails or a user's own CSV/Parquet).
+        data: ``params:data`` (see :class:`frugalml.params.DataSchema`).
+
+    Returns:
+        ``frame``, unchanged.
+
+    Raises:
+        SchemaError: A declared column is missing, or the rows were shifted by a ragged CSV.
+        EmptyDatasetError: The table has no rows.
+    """
+    schema = parse_params(DataSchema, data, name="data")
+    if frame.empty:
+        raise EmptyDatasetError("the dataset has no rows")
+    require_columns(frame, schema)
+    return frame
+
+
+def _text_key(texts: pd.DataFrame) -> pd.Series:
+    """Normalised content key of each row's text columns (case and whitespace ignored, as ingest does)."""
+    if texts.empty:
+        return pd.Series([], index=texts.index, dtype=object)
+    joined = texts.agg("\n".join, axis=1)
+    return joined.map(lambda t: hashlib.sha256(" ".join(t.lower().split()).encode("utf-8", "replace")).hexdigest())
+
+
+def _duplicates(validated: pd.DataFrame, schema: DataSchema, id_column: str) -> pd.Series:
+    """Reason per repeated row (``duplicate_of:<id>``, ``duplicate_label_conflict_of:<id>``), '' for the kept.
+
+    Of each set of copies the first labelled row is kept (the first row when none is labelled).
+    """
+    label = validated[schema.label_column]
+    keys = _text_key(validated[schema.text_columns])
+    order = pd.DataFrame({"key": keys, "unlabelled": label.isna().to_numpy(), "position": np.arange(len(keys))},
+                         index=validated.index).sort_values(["unlabelled", "position"], kind="stable")  # fmt: skip
+    first = order.drop_duplicates("key")
+    kept_index = pd.Series(first.index, index=first["key"].to_numpy())
+    reasons = pd.Series("", index=validated.index, dtype=object)
+    repeated = ~validated.index.isin(first.index)
+    for index in validated.index[repeated]:
+        kept = kept_index[keys[index]]
+        conflict = pd.notna(label[index]) and pd.notna(label[kept]) and label[index] != label[kept]
+        kind = "duplicate_label_conflict" if conflict else "duplicate"
+        reasons[index] = f"{kind}_of:{validated.at[kept, id_column]}"
+    return reasons
 
 
 def _coerce_labels(labels: pd.Series, schema: DataSchema) -> pd.Series:
@@ -82,8 +182,11 @@ def validate_text_dataset(frame: pd.DataFrame, data: dict[str, Any]) -> tuple[pd
         data: ``params:data`` (see :class:`frugalml.params.DataSchema`).
 
     Returns:
-        ``validated`` (a copy with a nullable-int label column and an id column) and ``quarantine`` (rows
-        whose text columns are all empty, with a ``reason``).
+        ``validated`` (a copy with a nullable-int label column, an id column and isolated control characters
+        stripped from the text columns) and ``quarantine`` (with a ``reason``: ``empty_text`` when every text
+        column is empty, ``binary_text`` when more than ``data.max_control_share`` of the text is control or
+        undecodable characters, ``duplicate_of:<id>`` / ``duplicate_label_conflict_of:<id>`` for the copies of
+        a normalised text under ``data.dedup_on: text``).
 
     Raises:
         SchemaError: A declared column is missing, labels fall outside the declared set, or ids repeat.
@@ -92,14 +195,7 @@ def validate_text_dataset(frame: pd.DataFrame, data: dict[str, Any]) -> tuple[pd
     schema = parse_params(DataSchema, data, name="data")
     if frame.empty:
         raise EmptyDatasetError("the dataset has no rows")
-    required = [*schema.text_columns, schema.label_column]
-    if schema.id_column:
-        required.append(schema.id_column)
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise SchemaError(
-            f"dataset lacks column(s) {missing} declared in params:data; it has {list(frame.columns)[:30]}"
-        )
+    require_columns(frame, schema)
     validated = frame.copy()
     for column in schema.text_columns:
         non_text = validated[column].map(lambda v: v is not None and not isinstance(v, str) and not pd.isna(v))
@@ -114,18 +210,50 @@ def validate_text_dataset(frame: pd.DataFrame, data: dict[str, Any]) -> tuple[pd
         # identical texts get the same content id; make ids unique while keeping them stable
         repeat = validated.groupby(id_column).cumcount()
         validated.loc[repeat > 0, id_column] += "-" + repeat[repeat > 0].astype(str)
-    duplicated_ids = validated[id_column][validated[id_column].duplicated()]
+    repeated_id = validated[id_column].duplicated()
+    if repeated_id.any() and schema.dedup_on == "text":
+        # a whole copy of a row (same id, text and label) is a duplicate, quarantined below; the same id on
+        # another text or label is an error
+        copy = pd.DataFrame({"id": validated[id_column], "key": _text_key(validated[schema.text_columns]),
+                             "label": validated[schema.label_column]}).duplicated()  # fmt: skip
+        repeated_id &= ~copy
+    duplicated_ids = validated[id_column][repeated_id]
     if len(duplicated_ids):
         raise SchemaError(
-            f"id column '{id_column}' repeats {duplicated_ids.nunique()} value(s), e.g. "
+            f"id column '{id_column}' repeats {duplicated_ids.nunique()} value(s) on different rows, e.g. "
             f"{duplicated_ids.unique()[:5].tolist()}"
         )
-    empty = validated[schema.text_columns].apply(lambda col: col.str.strip() == "").all(axis=1)
-    quarantine = validated.loc[empty].assign(reason="empty_text: every text column is empty")
-    validated = validated.loc[~empty].reset_index(drop=True)
+    reasons = pd.Series("", index=validated.index, dtype=object)
+    texts = validated[schema.text_columns]
+    controls = sum(texts[c].str.count(_CONTROL) for c in schema.text_columns)
+    undecodable = sum(texts[c].str.count("\ufffd") for c in schema.text_columns)
+    length = sum(texts[c].str.len() for c in schema.text_columns) + len(schema.text_columns) - 1
+    share = (controls + undecodable) / np.maximum(length, MIN_CONTROL_BASE)
+    binary = share > schema.max_control_share
+    reasons[binary] = [
+        f"binary_text: {value:.0%} of the text in {schema.text_columns} is control or undecodable characters "
+        f"(above data.max_control_share {schema.max_control_share:.0%})"
+        for value in share[binary]
+    ]
+    stripped = (controls > 0) & ~binary
+    for column in schema.text_columns:
+        validated.loc[stripped, column] = validated.loc[stripped, column].str.replace(_CONTROL, "", regex=True)
+    empty = validated[schema.text_columns].apply(lambda col: col.str.strip() == "").all(axis=1) & (reasons == "")
+    reasons[empty] = "empty_text: every text column is empty"
+    if schema.dedup_on == "text":
+        usable = reasons == ""
+        reasons[usable] = _duplicates(validated[usable], schema, id_column)
+    rejected = reasons != ""
+    quarantine = validated.loc[rejected].assign(reason=reasons[rejected])
+    validated = validated.loc[~rejected].reset_index(drop=True)
     if validated.empty:
-        raise EmptyDatasetError(f"every row has empty text in {schema.text_columns}")
-    logger.info("validated %d rows (%d quarantined for empty text)", len(validated), len(quarantine))
+        raise EmptyDatasetError(
+            f"no usable row: every row has empty, binary or repeated text in {schema.text_columns} "
+            f"(reasons: {quarantine['reason'].str.split(':').str[0].value_counts().to_dict()})"
+        )
+    counts = quarantine["reason"].str.split(":").str[0].value_counts().to_dict()
+    logger.info("validated %d rows (%d quarantined: %s; control characters stripped in %d rows)",
+                len(validated), len(quarantine), counts, int(stripped.sum()))  # fmt: skip
     return validated, quarantine.reset_index(drop=True)
 
 
@@ -136,7 +264,7 @@ def _stratified(
     if (counts < 2).any():
         raise EmptyDatasetError(
             f"cannot stratify the {what} split: class(es) {counts[counts < 2].index.tolist()} have fewer "
-            f"than 2 labelled rows ({counts.to_dict()})"
+            f"than 2 labelled rows ({counts.to_dict()}); label more rows of that class"
         )
     rest, taken = train_test_split(frame, test_size=size, stratify=frame[label], random_state=seed)
     return rest, taken
@@ -172,6 +300,18 @@ def split_dataset(
     pool = validated[validated[label].isna()]
     if labelled.empty:
         raise EmptyDatasetError("no labelled rows to split")
+    present = sorted(labelled[label].unique().tolist())
+    if len(present) < 2:
+        names = dict(zip(schema.labels, schema.label_names)) if schema.label_names else {}
+        shown = [f"{value} ({names[value]!r})" if value in names else str(value) for value in present]
+        others = [f"{value} ({names[value]!r})" if value in names else str(value)
+                  for value in schema.labels if value not in present]  # fmt: skip
+        raise EmptyDatasetError(
+            f"the {len(labelled)} labelled rows of column '{label}' are all of one class, {shown[0]}: a classifier "
+            f"needs labelled rows of every class. Add rows labelled {' or '.join(others)} to the table (or check "
+            f"data.label_column, data.labels and data.label_names); rows with an empty label go to the "
+            f"unlabelled pool ({len(pool)} here)"
+        )
 
     if config.strategy == "random":
         rest, test = _stratified(labelled, config.test_fraction, label, seed, "test")

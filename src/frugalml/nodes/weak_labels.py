@@ -15,6 +15,12 @@ The LF library (:mod:`frugalml.nodes.lf_library`) holds e-mail heuristics; users
 An LF that raises on a row abstains on that row; the failures are counted per LF, warned about by name and
 reported; an LF failing on more than ``max_lf_failure_share`` of the rows stops the run (it is broken, not
 unlucky). An LF returning anything but an abstain or a class index stops the run, naming the LF and value.
+
+What stops the run is a broken configuration (an unknown LF, a broken LF, LFs that abstain on every row of
+the pool *and* of the gold dev set). What the data only makes impossible does not: when no library LF fits
+the data's labels or columns, or the gold dev set is too small to check the LFs (a small table), the pool
+rows go to ``weak_abstained`` with that reason, a warning says what to do, and the run goes on with the
+hand labels.
 """
 
 from __future__ import annotations
@@ -425,7 +431,8 @@ def require_two_classes(y_dev: np.ndarray, label_names: list[str], cardinality: 
     if missing:
         raise EmptyDatasetError(
             f"the gold dev set ({len(y_dev)} rows) has no rows of class(es) {missing}: LF accuracies and the "
-            "class balance cannot be checked; enlarge split.gold_dev_size or set weak_label.class_balance"
+            "class balance cannot be checked; label more rows of that class or raise split.gold_dev_size (it is "
+            "capped at 10% of the training rows)"
         )
 
 
@@ -600,6 +607,18 @@ def _empty_outputs(pool: pd.DataFrame, schema: Any) -> tuple[pd.DataFrame, pd.Da
     return empty, pool.iloc[0:0].assign(reason=pd.Series(dtype=object)), summary, plot_lf_summary(summary), metrics
 
 
+def _unlabelled_outputs(
+    pool: pd.DataFrame, schema: Any, reason: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any, dict]:
+    """Nothing labelled: every pool row goes to ``weak_abstained`` with ``reason``."""
+    weak, _, summary, figure, metrics = _empty_outputs(pool, schema)
+    abstained = pool.reset_index(drop=True).assign(reason=reason)
+    abstained[schema.label_column] = pd.array([pd.NA] * len(abstained), dtype="Int64")
+    logger.warning("weak_label: %d pool row(s) not labelled: %s", len(pool), reason)
+    metrics.update(weak_labelled={"value": 0.0, "step": 0}, abstained={"value": float(len(pool)), "step": 0})
+    return weak, abstained, summary, figure, metrics
+
+
 def weak_label(
     pool: pd.DataFrame, dev_gold: pd.DataFrame, params: dict[str, Any], data: dict[str, Any], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Any, dict[str, Any]]:
@@ -618,7 +637,8 @@ def weak_label(
         summary table, its plot, and metrics.
 
     Raises:
-        EmptyDatasetError: When the dev set lacks a class, or every LF abstains on every pool row.
+        EmptyDatasetError: When every LF abstains on every pool row and every gold dev row (the LFs do not
+            fit the data at all).
         LabelingFunctionError: When an LF returns an invalid value or fails on too many rows.
         ParameterError, SchemaError: On an unknown LF or applier, or columns the LFs need.
     """
@@ -637,16 +657,29 @@ def weak_label(
     lfs = create_lfs(config.lfs, label_names, columns=pool.columns if len(pool) else dev_gold.columns)
     if not lfs:
         if len(pool):
-            raise ParameterError(
-                f"weak_label.lfs {config.lfs} selects no labelling function that fits this data (labels "
-                f"{label_names}, columns {sorted(pool.columns)[:12]}...): register LFs for it (docs/weak_labels.md)"
-            )
+            return _unlabelled_outputs(pool, schema, (
+                f"no_fitting_lf: weak_label.lfs {config.lfs} selects no labelling function that fits this data "
+                f"(labels {label_names}, columns {sorted(pool.columns)[:12]}): register LFs for it "
+                "(docs/weak_labels.md), or label these rows"
+            ))  # fmt: skip
         logger.warning("weak_label: no labelling function fits this data and the pool is empty; nothing to label")
         return _empty_outputs(pool, schema)
-    if dev_gold.empty:
-        raise EmptyDatasetError("the gold dev set is empty: weak labelling needs it to check the LFs")
-    y_dev = encode_labels(dev_gold[schema.label_column], schema)
-    require_two_classes(y_dev, label_names, cardinality)
+    unchecked = (
+        "the gold dev set is empty, so the labelling functions cannot be checked; label more rows or raise "
+        "split.gold_dev_size (it is capped at 10% of the training rows)"
+    )
+    if not dev_gold.empty:
+        y_dev = encode_labels(dev_gold[schema.label_column], schema)
+        try:
+            require_two_classes(y_dev, label_names, cardinality)
+            unchecked = ""
+        except EmptyDatasetError as error:
+            unchecked = str(error)
+    if unchecked:
+        if pool.empty:
+            logger.warning("weak_label: nothing to label, and %s", unchecked)
+            return _empty_outputs(pool, schema)
+        return _unlabelled_outputs(pool, schema, f"gold_dev_too_small: {unchecked}")
     dev_balance = [float(p) for p in np.bincount(y_dev, minlength=cardinality) / len(y_dev)]
     class_balance: list[float] | None
     if config.class_balance == "dev":
@@ -671,14 +704,14 @@ def weak_label(
     apply_seconds = time.perf_counter() - started
     failures = {name: dev_failures[name] + pool_failures[name] for name in dev_failures}
     covered = (pool_matrix >= 0).any(axis=1)
-    if len(pool) and not covered.any():
+    if len(pool) and not covered.any() and not (dev_matrix >= 0).any():
         raise EmptyDatasetError(
-            f"every labelling function abstained on all {len(pool)} pool rows: the LFs {config.lfs} do not fit "
-            "this data (check the text columns, or register LFs for it)"
+            f"every labelling function abstained on all {len(pool)} pool rows and all {len(dev_gold)} gold dev "
+            f"rows: the LFs {config.lfs} do not fit this data (check the text columns, or register LFs for it)"
         )
     prior = np.asarray(class_balance if class_balance is not None else dev_balance)
     model = None
-    if config.label_model == "snorkel" and len(pool):
+    if config.label_model == "snorkel" and covered.any():
         model = fit_label_model(pool_matrix, cardinality, class_balance, config, seed)
         if class_balance is None:  # the balance the label model estimated
             prior = np.asarray(getattr(model, "p", prior), dtype=np.float64)
@@ -687,7 +720,7 @@ def weak_label(
     dev_majority = _accuracy(_combine(dev_matrix, None, cardinality, prior), y_dev, seed)
 
     summary = lf_summary_table(lfs, pool_matrix, dev_matrix, y_dev, failures=failures, label_names=label_names)
-    if config.leave_one_out and len(pool) and len(lfs) > 1:
+    if config.leave_one_out and covered.any() and len(lfs) > 1:
         summary["loo_delta"] = leave_one_out(
             pool_matrix, dev_matrix, y_dev, cardinality=cardinality, class_balance=class_balance, prior=prior,
             config=config, seed=seed, baseline=dev_accuracy, progress=config.progress,

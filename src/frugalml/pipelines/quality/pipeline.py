@@ -1,11 +1,11 @@
-"""quality: ``emails`` -> GX gate (quarantine, Data Docs) -> schema check -> ``emails_validated``; drift against
-the current model's training set; an optional suite proposal (``--params=profile=true``)."""
+"""quality: ``emails`` -> schema check -> GX gate (quarantine, Data Docs) -> text checks -> ``emails_validated``;
+drift against the current model's training set; an optional suite proposal (``--params=profile=true``)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from frugalml.nodes.drift import detect_drift
 from frugalml.nodes.quality import propose_suite
-from frugalml.nodes.split import validate_text_dataset
+from frugalml.nodes.split import check_table, validate_text_dataset
 from frugalml.pipelines.gates import quality_gate
 
 
@@ -17,7 +17,13 @@ def create_pipeline(**kwargs) -> Pipeline:
     """
     return Pipeline(
         [
-            *quality_gate(batch="emails", suite="emails_suite", name="emails", output="emails_checked"),
+            Node(  # cheap: a missing declared column or a ragged CSV is named before any gate runs
+                func=check_table,
+                inputs=["emails", "params:data"],
+                outputs="emails_table_checked",
+                name="check_table_node",
+            ),
+            *quality_gate(batch="emails_table_checked", suite="emails_suite", name="emails", output="emails_checked"),
             Node(
                 func=validate_text_dataset,
                 inputs=["emails_checked", "params:data"],
