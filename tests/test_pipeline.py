@@ -36,7 +36,9 @@ def make_project(
 ) -> Path:
     project = tmp_path / "project"
     shutil.copytree(REPO / "conf" / "base", project / "conf" / "base")
+    shutil.copy(REPO / "conf" / "logging.yml", project / "conf" / "logging.yml")  # read by a `kedro` subprocess
     shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    shutil.copy(REPO / ".telemetry", project / ".telemetry")  # the project's telemetry opt-out
     (project / "src").mkdir()  # kedro wants the source dir; the installed frugalml package is used
     local = project / "conf" / "local"
     local.mkdir(parents=True)
@@ -50,11 +52,11 @@ def make_project(
     }
     (local / "catalog.yml").write_text(yaml.safe_dump(overrides))
     (local / "parameters.yml").write_text(yaml.safe_dump(params))
-    if governance:  # conf/local/governance.yml replaces the base file: start from it
+    if governance:  # the project's own policy of record (conf/base): conf/local may only make it stricter
         policy = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
         for block, values in governance.items():
             policy[block] = {**policy.get(block, {}), **values}
-        (local / "governance.yml").write_text(yaml.safe_dump(policy))
+        (project / "conf" / "base" / "governance.yml").write_text(yaml.safe_dump(policy))
     return project
 
 
@@ -179,8 +181,9 @@ def test_wrong_digest_stops_before_anything_is_written(tmp_path, corpus_path, mo
     assert written == []
     # the failure itself is audited, and the chain stays intact
     from frugalml.governance.audit import AuditLog
+    from frugalml.governance.context import local_key
 
-    log = AuditLog(data / "audit" / "audit.jsonl")
+    log = AuditLog(data / "audit" / "audit.jsonl", signer=local_key(project, create=False))
     assert log.verify().ok
     assert [r["kind"] for r in log.records()].count("pipeline.error") == 1
 

@@ -32,6 +32,11 @@ class DataSchema(Strict):
     label_names: list[str] = Field(default_factory=lambda: ["ham", "spam"])
     positive_label: int = 1
     group_column: str | None = "group"
+    # rows whose normalised text repeats an earlier row's go to validation_quarantine (none: keep every copy)
+    dedup_on: Literal["text", "none"] = "text"
+    # text whose share of control / non-printable characters is above this is quarantined as binary_text;
+    # isolated control characters (NUL, ESC, ...) below it are stripped
+    max_control_share: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check(self) -> DataSchema:
@@ -51,14 +56,35 @@ class SampleParams(Strict):
     seed: int = 0
 
 
+def _default_label_rule() -> dict[str, int]:
+    return {"spam*": 1, "*ham*": 0}
+
+
 class IngestParams(Strict):
-    """Parsing and de-duplication of raw e-mail."""
+    """Parsing, labelling and de-duplication of raw e-mail."""
 
     sample: SampleParams | None = None
     dedup_on: Literal["text", "raw", "none"] = "text"
     min_text_chars: int = Field(default=1, ge=0)
     max_body_chars: int = Field(default=200_000, gt=0)
     verify_message_checksums: bool = True
+    # corpus folder (group) name pattern -> label, shell-style and case-insensitive; a message whose folder
+    # matches no pattern, or patterns of two different labels, is quarantined (never defaulted to a label).
+    # Overrides merge key by key over the defaults; a pattern set to null is removed.
+    label_rule: dict[str, int | None] = Field(default_factory=_default_label_rule)
+    # a body whose share of control / non-printable characters is above this is quarantined as binary_body;
+    # isolated control characters (NUL, ESC, ...) below it are stripped
+    max_control_share: float = Field(default=0.1, ge=0, le=1, allow_inf_nan=False)
+
+    @field_validator("label_rule")
+    @classmethod
+    def _patterns(cls, value: dict[str, int | None]) -> dict[str, int | None]:
+        if any(not pattern.strip() for pattern in value):
+            raise ValueError("label_rule patterns must not be empty")
+        kept = {pattern: label for pattern, label in value.items() if label is not None}
+        if not kept:
+            raise ValueError("label_rule needs at least one pattern with a label, e.g. {'spam*': 1, '*ham*': 0}")
+        return kept
 
 
 class TemporalSplit(Strict):
@@ -134,13 +160,18 @@ class PrivacyParams(Strict):
         return self
 
 
+AUTO_BATCH_SIZE = 256  # train.batch_size: auto on a training set of 1,024 rows or more (the full corpus)
+
+
 class TrainParams(Strict):
     """Optimiser and loop settings."""
 
     features: FeatureParams = Field(default_factory=FeatureParams)
     model: ModelParams = Field(default_factory=ModelParams)
     epochs: int = Field(default=5, gt=0)
-    batch_size: int = Field(default=256, gt=0)
+    # auto: AUTO_BATCH_SIZE, or a quarter of the training rows when that is smaller (under DP the batch is the
+    # expected Poisson batch, so it must not exceed them); see TrainParams.resolve_batch_size
+    batch_size: int | Literal["auto"] = "auto"
     lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=2, ge=1)
@@ -150,6 +181,16 @@ class TrainParams(Strict):
     progress: bool = True
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        whole = not isinstance(value, bool) and isinstance(value, int | str) and str(value).strip().isdigit()
+        if not whole or int(value) <= 0:
+            raise ValueError("must be a positive whole number or 'auto'")
+        return int(value)
 
     @model_validator(mode="after")
     def _private_features(self) -> TrainParams:
@@ -163,6 +204,27 @@ class TrainParams(Strict):
     def uses_idf(self) -> bool:
         """Whether idf is fitted on the training rows (``auto``: unless DP is on)."""
         return not self.privacy.enabled if self.features.idf == "auto" else bool(self.features.idf)
+
+    def resolve_batch_size(self, rows: int) -> int:
+        """The batch size for ``rows`` training rows.
+
+        ``auto`` is :data:`AUTO_BATCH_SIZE`, capped under DP at a quarter of the rows (at least 1), so the
+        Poisson sampling rate q = batch / N is at most 1/4 (four or more noisy steps per epoch) and a small table
+        trains instead of being refused. It depends on N only, which the accountant already uses (q, and the
+        default delta 1 / (10 N)), so epsilon is computed for the batch actually used. An explicit number is
+        returned as it is.
+
+        Args:
+            rows: N, the training rows.
+
+        Returns:
+            The (expected, under DP) batch size.
+        """
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if not self.privacy.enabled:
+            return AUTO_BATCH_SIZE  # plain mini-batches: a batch larger than N is simply the whole set
+        return max(1, min(AUTO_BATCH_SIZE, rows // 4))
 
 
 class WeakLabelParams(Strict):

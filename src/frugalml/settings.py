@@ -6,10 +6,17 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 from frugalml.governance.hooks import AccessControlHook, AuditHook
-from frugalml.hooks import DatasetLineageHook, ParameterValidationHook
+from frugalml.hooks import DatasetLineageHook, MlflowRunStackHook, ParameterValidationHook, TrainingPreflightHook
 
 # kedro-mlflow registers its own hook through its plugin entry point (one MLflow run per `kedro run`).
-HOOKS = (ParameterValidationHook(), DatasetLineageHook(), AccessControlHook(), AuditHook())
+HOOKS = (
+    ParameterValidationHook(),
+    DatasetLineageHook(),
+    AccessControlHook(),
+    AuditHook(),
+    TrainingPreflightHook(),  # the training's batch against the data's size, before the gates run
+    MlflowRunStackHook(),  # one "run closed because of an error" line, not one per node
+)
 
 
 def project_path(relative: str = ".") -> str:

@@ -7,7 +7,9 @@ Notation: N training rows, C classes, B hash buckets. Featurisation is fitted on
 from __future__ import annotations
 
 import copy
+import fnmatch
 import logging
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, SchemaError
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
-from frugalml.params import DataSchema, PrivacyParams, TrainParams, parse_params
+from frugalml.params import DataSchema, PrivacyParams, SplitParams, TrainParams, parse_params
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +213,10 @@ def train_text_classifier(
     ctx = autocast_context(config.precision, device)
 
     history: dict[str, list[dict[str, float]]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
-    private = PrivateTraining(config.privacy, rows=x_train.shape[0], batch_size=config.batch_size,
+    batch_size = config.resolve_batch_size(x_train.shape[0])
+    if config.batch_size == "auto":
+        logger.info("train.batch_size auto: %d for %d training rows", batch_size, x_train.shape[0])
+    private = PrivateTraining(config.privacy, rows=x_train.shape[0], batch_size=batch_size,
                               epochs=config.epochs, seed=seed) if config.privacy.enabled else None  # fmt: skip
     best = (float("inf"), -1, copy.deepcopy(module.state_dict()))
     stale = 0
@@ -219,7 +224,7 @@ def train_text_classifier(
     for epoch in epochs:
         module.train()
         total, seen = 0.0, 0
-        for batch in private.batches(rng) if private else _shuffled_batches(rng, x_train.shape[0], config.batch_size):
+        for batch in private.batches(rng) if private else _shuffled_batches(rng, x_train.shape[0], batch_size):
             if private:
                 stats = private.step(module, optimizer, lambda rows: module(*csr_to_bags(x_train[rows], device)),
                                      batch, y_train_t)  # fmt: skip
@@ -262,6 +267,100 @@ def train_text_classifier(
     return classifier.to_cpu(), metrics, report
 
 
+def record_training_set(train: pd.DataFrame, privacy_report: dict[str, Any]) -> pd.DataFrame:
+    """The rows a model was trained on, passed on once its training has succeeded.
+
+    ``train_set`` is the next run's drift reference, so it is written by this node, which takes the training
+    node's report as an input: Kedro runs it only after training returned, and a refused or failed training
+    leaves the previous ``train_set`` (the current model's rows) in place.
+
+    Args:
+        train: The gated training rows (the training node's input).
+        privacy_report: The training node's privacy report (only orders this node after training).
+
+    Returns:
+        ``train`` unchanged.
+    """
+    return train
+
+
+def _batch_too_large(batch_size: int, rows: int, what: str) -> str:
+    auto = TrainParams().resolve_batch_size(rows)  # what `auto` gives under DP
+    return (
+        f"train.batch_size {batch_size} is larger than {what} (under DP it is the expected Poisson batch, "
+        f"sampling rate batch_size / N <= 1): set --params train.batch_size=auto ({auto} here: a quarter of N on "
+        f"small tables) or a number up to {rows}"
+    )
+
+
+def max_training_rows(frame: pd.DataFrame, split: dict[str, Any], data: dict[str, Any]) -> int | None:
+    """An upper bound of the training rows a table gives after the split (before gates, split and cleaning).
+
+    Mirrors the arithmetic of :func:`frugalml.nodes.split.split_dataset` (test, gold dev and dev sets taken
+    from the labelled rows) and counts every unlabelled row as a possible weak label. Gates, validation,
+    de-duplication and cleaning only remove rows, so the training set is never larger than this.
+
+    Args:
+        frame: ``emails`` or ``emails_validated``.
+        split: ``params:split``.
+        data: ``params:data``.
+
+    Returns:
+        The bound, or None when the table lacks a column the split needs (the split names it).
+    """
+    config = parse_params(SplitParams, split, name="split")
+    schema = parse_params(DataSchema, data, name="data")
+    if schema.label_column not in frame.columns:
+        return None
+    labelled = frame[schema.label_column].notna()
+    pool = int((~labelled).sum())
+    if config.strategy == "random":
+        rest = int(labelled.sum()) - math.ceil(config.test_fraction * int(labelled.sum()))
+    else:
+        column = config.temporal.column or schema.group_column
+        if column is None or column not in frame.columns:
+            return None
+        values = frame.loc[labelled, column].astype(str)
+
+        def matches(patterns: list[str]) -> pd.Series:
+            return values.map(lambda v: any(fnmatch.fnmatchcase(v, p) for p in patterns))
+
+        in_train = matches(config.temporal.train_patterns)
+        in_test = matches(config.temporal.test_patterns) & ~in_train
+        rest, pool = int(in_train.sum()), pool + int((~in_train & ~in_test).sum())
+    gold = min(config.gold_dev_size, rest // 10)
+    rest -= gold if gold >= 2 else 0
+    return max(rest - math.ceil(config.dev_fraction * rest), 0) + pool
+
+
+def check_training_rows(params: dict[str, Any], rows: int, *, source: str) -> None:
+    """Refuse, before any work, a training that at most ``rows`` training rows cannot run.
+
+    Under DP an explicit ``train.batch_size`` must not exceed the training rows, and an explicit
+    ``train.privacy.target_delta`` must be below 1/N; both are otherwise found only by the training node,
+    after the gates, the split and the cleaning have run.
+
+    Args:
+        params: ``params:train``.
+        rows: An upper bound of the training rows (e.g. :func:`max_training_rows`).
+        source: Where the bound comes from, for the message (e.g. ``of 'train_clean'``).
+
+    Raises:
+        ParameterError: Naming the parameter, the bound and the value to set.
+    """
+    config = parse_params(TrainParams, params, name="train")
+    if not config.privacy.enabled or rows < 1:
+        return  # no rows at all: the stage that finds them empty says so
+    if config.batch_size != "auto" and config.batch_size > rows:
+        raise ParameterError(_batch_too_large(config.batch_size, rows, f"the at most {rows} training rows {source}"))
+    delta = config.privacy.target_delta
+    if delta is not None and delta >= 1.0 / rows:
+        raise ParameterError(
+            f"train.privacy.target_delta {delta:g} must be below 1/N, and the training set {source} has at most "
+            f"N = {rows} rows (1/N = {1.0 / rows:g}); set --params train.privacy.target_delta=null (1 / (10 N))"
+        )
+
+
 def _shuffled_batches(rng: np.random.Generator, rows: int, batch_size: int) -> list[np.ndarray]:
     order = rng.permutation(rows)
     return [order[start : start + batch_size] for start in range(0, rows, batch_size)]
@@ -292,7 +391,7 @@ class PrivateTraining:
         from opacus.accountants.utils import get_noise_multiplier
 
         if batch_size > rows:
-            raise ParameterError(f"train.batch_size {batch_size} is larger than the {rows} training rows")
+            raise ParameterError(_batch_too_large(batch_size, rows, f"the {rows} training rows"))
         self.delta = config.target_delta if config.target_delta is not None else 1.0 / (10 * rows)
         if self.delta >= 1.0 / rows:
             raise ParameterError(
@@ -301,7 +400,7 @@ class PrivateTraining:
         if not config.secure_mode:
             logger.warning("DP noise comes from a seeded PRNG (secure_mode: false); use secure_mode for production")
         self.config, self.rows, self.sample_rate = config, rows, batch_size / rows
-        self.expected_batch_size = float(batch_size)
+        self.batch_size, self.expected_batch_size = batch_size, float(batch_size)
         self.noise_multiplier = get_noise_multiplier(
             target_epsilon=config.target_epsilon, target_delta=self.delta, sample_rate=self.sample_rate,
             steps=epochs * round(1 / self.sample_rate), accountant=config.accountant,
@@ -373,6 +472,7 @@ class PrivateTraining:
             "delta": self.delta,
             "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": self.config.max_grad_norm,
+            "batch_size": self.batch_size,
             "sample_rate": self.sample_rate,
             "steps": self.steps,
             "physical_steps": self.physical_steps,
