@@ -222,9 +222,13 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
 
     admin = "Adm1n-" + secrets.token_urlsafe(16)
     passwords = {user: f"{user}-" + secrets.token_urlsafe(16) for user in ("alice", "bob", "carol")}
+    from frugalml.governance.signing import SigningKey
+
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    project = make_project(root, governance={"identity": {"server": uri}}, tracking=uri)
+    witness = SigningKey.load_or_create(root / "auth" / "governance" / "witness.key", "witness")
+    project = make_project(root, governance={"identity": {"server": uri, "server_fingerprint": witness.fingerprint}},
+                           tracking=uri)  # fmt: skip
     identity, override, bypass, forgery, abuse = {}, {}, {}, {}, {}
     governed_path = False
     handle = start_server(port=port, backend_store_uri=f"sqlite:///{root}/server.db",
@@ -264,6 +268,14 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         login("alice")
         os.chdir(project)
         identity["approve_as_logname_bob"] = cli(["approve", "0123456789abcdef", "--yes"]) == 2
+        fake_port = free_port()
+        with start_server(port=fake_port, backend_store_uri=f"sqlite:///{root}/fake.db",
+                          artifacts_destination=str(root / "fake-artifacts"), auth_dir=root / "fake-auth",
+                          admin_password=admin) as fake:  # fmt: skip
+            identity["impostor_with_another_key"] = refused(
+                lambda: GovernanceClient(fake.uri, "alice", passwords["alice"],
+                                         fingerprint=witness.fingerprint).check_pin())  # fmt: skip
+            identity["unpinned_server"] = refused(lambda: GovernanceClient(fake.uri).check_pin())
         # approvals: blank cheques, self-approval, changed details, reuse, concurrent use
         alice, bob = (GovernanceClient(uri, u, passwords[u]) for u in ("alice", "bob"))
         abuse["delete_runs_without_detail"] = refused(lambda: alice.request("delete_runs", {}))
@@ -281,6 +293,15 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         alice.consume(request["id"], "disable_dp", {"dataset": "rows:0123456789abcdef"})
         abuse["approval_used_twice"] = refused(lambda: alice.consume(
             request["id"], "disable_dp", {"dataset": "rows:0123456789abcdef"}))  # fmt: skip
+        from frugalml.governance.ledger import budget_of
+        from frugalml.governance.rbac import load_governance
+
+        config = load_governance(project / "conf")
+        key = next(r["data"]["dataset"] for r in log.records() if r["kind"] == "privacy.spend")
+        log.append("approval.used", actor="alice", request_id="forged", operation="raise_privacy_budget",
+                   details={"dataset": key, "epsilon": 1e300}, server_signature="AAAA")  # fmt: skip
+        forgery["raise_written_into_the_local_trail"] = budget_of(config, key, alice) == (
+            config.privacy.default_budget_epsilon)
         # governance switched off or loosened from conf/local
         local = project / "conf" / "local" / "governance.yml"
         base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
@@ -318,6 +339,23 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         login("admin")
         bypass["admin_deletes_the_production_model"] = refused(lambda: client.delete_registered_model(MODEL),
                                                                MlflowException)  # fmt: skip
+        alias = json.dumps({"name": MODEL, "alias": "production"}).encode()
+        for name, call in {
+            "alias_delete_as_text_plain": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, "text/plain"),
+            "alias_delete_without_content_type": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, None),
+            "alias_set_as_double_encoded_json": ("POST", "/api/2.0/mlflow/registered-models/alias", json.dumps(
+                json.dumps({"name": MODEL, "alias": "production", "version": "1"})).encode(), "application/json"),
+            "version_delete_as_01": ("DELETE", "/api/2.0/mlflow/model-versions/delete",
+                                     json.dumps({"name": MODEL, "version": "01"}).encode(), "text/plain"),
+            "experiment_delete": ("POST", "/api/2.0/mlflow/experiments/delete",
+                                  json.dumps({"experiment_id": "1"}).encode(), "application/json"),
+            "anchor_tag_garbled": ("POST", "/api/2.0/mlflow/runs/set-tag", json.dumps(
+                {"run_id": run_id, "key": "audit.head", "value": "9:" + "f" * 64}).encode(), "application/json"),
+            "anchor_tag_deleted": ("POST", "/api/2.0/mlflow/runs/delete-tag",
+                                   json.dumps({"run_id": run_id, "key": "audit.head"}).encode(), "application/json"),
+        }.items():  # fmt: skip
+            bypass[name] = _raw(uri, ("admin", admin), call) == 403
+        bypass["production_alias_unchanged"] = client.get_registered_model(MODEL).aliases.get("production") == "1"
         login("alice")
         os.chdir(project)
         forgery["trail_still_verifies_after_all_attacks"] = cli(["audit", "verify"]) == 0
@@ -330,6 +368,24 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         handle.stop()
     return {"identity": identity, "override": override, "bypass": bypass, "forgery": forgery, "abuse": abuse,
             "governed_path": governed_path}
+
+
+def _raw(uri: str, login: tuple[str, str], call: tuple[str, str, bytes, str | None]) -> int:
+    """One REST call as sent by hand (any Content-Type), the HTTP status it got."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    method, path, body, content_type = call
+    request = urllib.request.Request(uri + path, data=body, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(login).encode()).decode())
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def local_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:

@@ -46,6 +46,20 @@ def test_wrong_encoding_names_the_load_args_to_set(tmp_path, corpus_path, sample
     assert any(issubclass(kind, SchemaError) for kind in chain)
 
 
+def test_a_wrong_encoding_through_pandas_csvdataset_gets_the_hint_too(
+    tmp_path, corpus_path, sample_emails, monkeypatch, caplog
+):
+    csv = tmp_path / "tickets.csv"
+    table = tickets(sample_emails).head(60)
+    table["message"] = "Caf\u00e9 " + table["message"].str.encode("ascii", "ignore").str.decode("ascii")
+    table.to_csv(csv, index=False, encoding="cp1252")
+    catalog = {"emails": {"type": "pandas.CSVDataset", "filepath": str(csv)}, **SUITE}
+    project = make_project(tmp_path, corpus_path, {**SMALL, "data": DATA}, catalog)
+    with pytest.raises(Exception, match="codec can't decode"):
+        run(project, "quality", monkeypatch)
+    assert "dataset 'emails' is not UTF-8 text: add `load_args: {encoding: cp1252}`" in caplog.text
+
+
 def test_messy_table_with_copies_an_unlabelled_row_and_nuls_runs_to_a_model(
     tmp_path, corpus_path, sample_emails, monkeypatch
 ):

@@ -123,7 +123,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     leaf = args.seq - first
     proof = {"record": records[index], "leaf_index": leaf, "tree_size": len(hashes),
              "proof": inclusion_proof(hashes, leaf), "signed_head": head}  # fmt: skip
-    assert verify_inclusion(records[index]["hash"], leaf, len(hashes), proof["proof"], head["root"])
+    if not verify_inclusion(records[index]["hash"], leaf, len(hashes), proof["proof"], head["root"]):
+        raise GovernanceError(f"record seq {args.seq} is not in the signed tree (the trail changed meanwhile?)")
     console.print_json(data=proof)
     return 0
 
@@ -170,7 +171,9 @@ def cmd_request(args: argparse.Namespace) -> int:
 
 
 def _details(details: dict) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(details.items())) or "no details"
+    from rich.markup import escape
+
+    return escape(", ".join(f"{key}={value}" for key, value in sorted(details.items())) or "no details")
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -181,8 +184,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
     shown = require_server(governed.client, "approve").get(args.request_id)
     console.print(f"request {shown['id']}: {shown['operation']} requested by {shown['requested_by']} at "
                   f"{shown['requested_at']}, state {shown['state']}", highlight=False)  # fmt: skip
-    for key, value in sorted(shown["details"].items()):
-        console.print(f"  {key} = {value}", highlight=False)
+    from rich.markup import escape
+
+    for key, value in sorted(shown["details"].items()):  # markup escaped: what is shown is what is approved
+        console.print(f"  {escape(str(key))} = {escape(str(value))}", highlight=False)
     if not args.yes:
         if not sys.stdin.isatty():
             raise ApprovalError("read the details above, then approve with `frugalml approve "
@@ -286,7 +291,7 @@ def cmd_privacy_status(args: argparse.Namespace) -> int:
 
     governed = _open(args.env, "privacy.status")
     config = governed.config
-    rows = status(governed.log, config)
+    rows = status(governed.log, config, governed.client)
     if not rows:
         console.print(
             f"no DP training recorded; default lifetime budget epsilon {config.privacy.default_budget_epsilon}"

@@ -247,3 +247,49 @@ class MlflowRunStackHook:
     def after_pipeline_run(self) -> None:
         """Leave one entry for kedro-mlflow to close when the run finishes."""
         self._collapse()
+
+
+class LoadErrorHintHook:
+    """Adds the remedy to a failed read that Kedro's own datasets report only as a codec error.
+
+    ``pandas.CSVDataset`` on a file that is not UTF-8 fails with ``'utf-8' codec can't decode byte 0xe9``;
+    this logs which dataset it was, the encoding the bytes look like, and the ``load_args`` to set
+    (``frugalml.datasets.TextTableDataset`` puts the same advice in its own error).
+    """
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, catalog: Any) -> None:
+        """Log the encoding hint when a dataset could not be decoded.
+
+        Args:
+            error: What stopped the run.
+            catalog: The run's catalog.
+        """
+        import re
+        from pathlib import Path
+
+        chain, seen = [], error
+        while seen is not None and len(chain) < 20:
+            chain.append(seen)
+            seen = seen.__cause__ or seen.__context__
+        text = " ".join(str(e) for e in chain)
+        if not any(isinstance(e, UnicodeDecodeError) for e in chain) and "codec can't decode" not in text:
+            return
+        if "load_args: {encoding" in text:
+            return  # the dataset already said it
+        match = re.search(r"(\S+): Failed while loading data", text)
+        name = match.group(1) if match else None
+        encoding = "cp1252"
+        try:
+            from frugalml.datasets.corpus import guess_encoding
+
+            described = catalog[name]._describe() if name else {}
+            path = Path(str(described.get("filepath", "")))
+            if path.is_file():
+                encoding = guess_encoding(path.read_bytes()[: 1 << 20], exclude="utf-8")
+        except Exception:  # noqa: BLE001 - a hint is best effort; the error itself is raised anyway
+            pass
+        logger.error(
+            "%s is not UTF-8 text: add `load_args: {encoding: %s}` (or the file's real encoding) to its entry "
+            "in conf/local/catalog.yml", f"dataset {name!r}" if name else "a dataset", encoding,
+        )

@@ -6,7 +6,13 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
 from frugalml.governance.hooks import AccessControlHook, AuditHook
-from frugalml.hooks import DatasetLineageHook, MlflowRunStackHook, ParameterValidationHook, TrainingPreflightHook
+from frugalml.hooks import (
+    DatasetLineageHook,
+    LoadErrorHintHook,
+    MlflowRunStackHook,
+    ParameterValidationHook,
+    TrainingPreflightHook,
+)
 
 # kedro-mlflow registers its own hook through its plugin entry point (one MLflow run per `kedro run`).
 HOOKS = (
@@ -16,6 +22,7 @@ HOOKS = (
     AuditHook(),
     TrainingPreflightHook(),  # the training's batch against the data's size, before the gates run
     MlflowRunStackHook(),  # one "run closed because of an error" line, not one per node
+    LoadErrorHintHook(),  # a file that is not UTF-8: which load_args to set
 )
 
 

@@ -6,6 +6,8 @@ service behind a real MLflow server, over HTTP, is in test_service.py.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -228,12 +230,54 @@ def test_the_witness_signs_only_extensions_of_what_it_saw(service, log):
 
 
 def test_the_registry_guard_refuses_protected_aliases_stages_and_run_deletion(service):
-    assert service.guard("/api/2.0/mlflow/registered-models/alias", "POST", {"alias": "production"})
-    assert service.guard("/ajax-api/2.0/mlflow/registered-models/alias", "DELETE", {"alias": "Production"})
-    assert service.guard("/api/2.0/preview/mlflow/model-versions/transition-stage", "POST", {"stage": "Production"})
-    assert service.guard("/api/2.0/mlflow/runs/delete", "POST", {"run_id": "x"})
-    assert service.guard("/api/2.0/mlflow/registered-models/alias", "POST", {"alias": "challenger"}) is None
-    assert service.guard("/api/2.0/mlflow/runs/search", "POST", {}) is None
+    alias = "/api/2.0/mlflow/registered-models/alias"
+    assert service.guard(alias, "POST", [{"alias": "production"}])
+    assert service.guard("/ajax-api/2.0/mlflow/registered-models/alias", "DELETE", [{}, {"alias": " Production"}])
+    assert service.guard(alias, "DELETE", [{"alias": "challenger"}, {"alias": "production"}])  # query vs body
+    assert service.guard(alias, "POST", None)  # a body that cannot be parsed: refused, never let through
+    assert service.guard(alias, "POST", [{}])  # no alias at all: refused
+    assert service.guard("/api/2.0/preview/mlflow/model-versions/transition-stage", "POST", [{"stage": "Production"}])
+    assert service.guard("/api/2.0/mlflow/runs/delete", "POST", [{"run_id": "x"}])
+    assert service.guard("/api/2.0/mlflow/experiments/delete", "POST", [{"experiment_id": "1"}])
+    assert service.guard("/api/2.0/mlflow/runs/delete-tag", "POST", [{"run_id": "x", "key": "audit.head"}])
+    assert service.guard("/api/2.0/mlflow/runs/set-tag", "POST", [{"key": "audit.head", "value": "1:" + "f" * 64}])
+    assert service.guard("/api/2.0/mlflow/runs/log-batch", "POST", [{"tags": [{"key": "audit.head", "value": "{}"}]}])
+    signed = service.key.sign({"kind": "head", "seq": 1, "hash": "a" * 64})
+    assert service.guard("/api/2.0/mlflow/runs/set-tag", "POST", [{"key": "audit.head",
+                                                                   "value": json.dumps(signed)}]) is None  # fmt: skip
+    assert service.guard("/api/2.0/mlflow/runs/set-tag", "POST", [{"key": "note", "value": "x"}]) is None
+    assert service.guard(alias, "POST", [{"alias": "challenger"}]) is None
+    assert service.guard("/api/2.0/mlflow/runs/search", "POST", [{}]) is None
+
+
+def test_the_witness_purges_by_its_own_clock_not_by_the_records_timestamps(service, log):
+    """A back-dated record does not buy a signed genesis over records younger than the retention period."""
+    log.append("node.start", actor="alice", node="recent")
+    forged = log.append("node.start", actor="alice", node="back-dated")
+    records = log.records()
+    records[-1] = {**records[-1], "ts": "2001-01-01T00:00:00+00:00"}
+    from frugalml.governance.audit import record_hash
+
+    records[-1]["hash"] = record_hash(records[-1])
+    assert forged["seq"] == 2
+    service.witness_anchor("alice", records)
+    with pytest.raises(ServiceError, match="no witnessed record is older"):
+        service.witness_purge("admin", "2020-01-01")
+
+
+def test_only_users_who_may_write_the_trail_extend_it(service, log):
+    log.append("node.start", actor="carol", node="x")
+    with pytest.raises(ServiceError, match="may not write to the audit trail"):
+        service.witness_anchor("carol", log.records())  # a viewer
+    with pytest.raises(ServiceError, match="unknown user"):
+        service.witness_anchor("mallory", log.records())
+
+
+def test_details_with_control_characters_are_refused(config):
+    with pytest.raises(ApprovalError, match="control or formatting"):
+        validate_details("promote_production", {"model": "spam\n  version = 7", "version": "1"}, config)
+    with pytest.raises(ApprovalError, match="control or formatting"):
+        validate_details("promote_production", {"model": "spam\u202eledom", "version": "1"}, config)
 
 
 def test_the_ledger_key_is_the_content_not_a_column(sample_emails):
@@ -246,6 +290,20 @@ def test_the_ledger_key_is_the_content_not_a_column(sample_emails):
     assert ledger_key(hashes) == ledger_key(row_hashes(frame.drop(columns=["archive_sha256"]), columns))
     assert ledger_key(hashes) == ledger_key(row_hashes(frame.sample(frac=1, random_state=0), columns))
     assert ledger_key(hashes) != ledger_key(row_hashes(sample_emails.tail(200), columns))
+
+
+def test_a_raise_written_into_the_local_trail_raises_nothing(tmp_path, sample_emails, config):
+    """Only the server's own record of a used raise counts; a copy in the local trail is just a line of text."""
+    from frugalml.governance.ledger import authorise_spend, budget_of, ledger_key, row_hashes
+
+    log = AuditLog(tmp_path / "audit.jsonl", signer=SigningKey.load_or_create(tmp_path / "k", "local"))
+    hashes = row_hashes(sample_emails.head(100), ["subject", "body"])
+    key = ledger_key(hashes)
+    log.append("approval.used", actor="alice", request_id="x", operation="raise_privacy_budget",
+               details={"dataset": key, "epsilon": 1e300}, approved_by="bob", server_signature="AAAA")  # fmt: skip
+    assert budget_of(config, key, None) == config.privacy.default_budget_epsilon
+    with pytest.raises(GovernanceError, match="would be exceeded"):
+        authorise_spend(log, None, config, ALICE, hashes, epsilon=1000)
 
 
 def test_a_spend_follows_its_rows_whatever_their_table(tmp_path, sample_emails, config):
@@ -301,6 +359,26 @@ def test_every_weakening_is_found(config, change, finding):
     assert any(finding in f for f in found), found
 
 
+def test_another_server_or_witness_key_is_a_weakening(config):
+    from frugalml.governance.policy import weakenings
+
+    pinned = parse_governance({**config.model_dump(), "identity": {**config.identity.model_dump(),
+                               "server": "http://127.0.0.1:5001", "server_fingerprint": "0123456789abcdef"}})
+    for change in ({"server_fingerprint": "ffffffffffffffff"}, {"server_fingerprint": None},
+                   {"server": "http://127.0.0.1:6666"}, {"server": None}):  # fmt: skip
+        moved = parse_governance({**pinned.model_dump(), "identity": {**pinned.identity.model_dump(), **change}})
+        assert any("identity.server" in f for f in weakenings(pinned, moved)), change
+    assert any("identity.server" in f for f in weakenings(config, pinned))  # a server the record does not name
+
+
+def test_dropping_a_strict_per_set_budget_is_a_weakening(config):
+    from frugalml.governance.policy import weakenings
+
+    strict = parse_governance({**config.model_dump(), "privacy": {**config.privacy.model_dump(),
+                                                                 "budgets": {"rows:0123456789abcdef": 0.5}}})
+    assert any("budgets[rows:0123456789abcdef]: 0.5 -> 3.0" in f for f in weakenings(strict, config))
+
+
 def test_stronger_settings_are_not_weakenings(config):
     from frugalml.governance.policy import weakenings
 
@@ -318,8 +396,10 @@ def test_a_weaker_config_is_refused_and_audited_in_the_baseline_trail(config, lo
     weak = parse_governance({**config.model_dump(), "audit": {**config.audit.model_dump(), "enabled": False}})
     with pytest.raises(GovernanceError, match="weakens governance: audit.enabled.*make server"):
         enforce(weak, config, client=None, accepted=[], identity=ALICE, refusal_log=log)
-    refused = log.records()[-1]
+    refused, anchored = log.records()[-2:]
     assert refused["kind"] == "governance.refused" and refused["data"]["digest"] == governance_digest(weak)
+    assert anchored["kind"] == "audit.anchor"  # anchored at once: cutting the refusal off the end is detected
+    assert log.anchors()[-1]["seq"] == refused["seq"]
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ def test_governance_cannot_be_switched_off_from_conf_local(trained, tmp_path, mo
         with pytest.raises(GovernanceError, match=f"weakens governance: .*{finding}"):
             run(copy, "train", monkeypatch)
         refused = audit_of(copy).records()[before:]  # audited in the real trail, not in the weakened one
-        assert [r["kind"] for r in refused] == ["governance.refused"], refused
+        assert [r["kind"] for r in refused] == ["governance.refused", "audit.anchor"], refused
         assert not (copy / "data" / "audit" / "fresh.jsonl").exists()
         assert main(["runs", "delete", "0" * 32, "--request", "x"]) == 2  # the CLI refuses the weaker config
         assert "weakens governance" in capsys.readouterr().out

@@ -43,8 +43,10 @@ def governed(tmp_path_factory, corpus_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     params = {**SMALL, "train": {**SMALL["train"], "epochs": 2}}
+    witness = SigningKey.load_or_create(root / "auth" / "governance" / "witness.key", "witness")  # pinned below
     project = make_project(root, corpus_path, params, governance={
-        "identity": {"server": uri}, "privacy": {"default_budget_epsilon": 1.5}})  # fmt: skip
+        "identity": {"server": uri, "server_fingerprint": witness.fingerprint},
+        "privacy": {"default_budget_epsilon": 1.5}})  # fmt: skip
     tracking = yaml.safe_load((REPO / "conf" / "base" / "mlflow.yml").read_text())["tracking"]
     (project / "conf" / "local" / "mlflow.yml").write_text(yaml.safe_dump(
         {"server": {"mlflow_tracking_uri": uri, "mlflow_registry_uri": uri}, "tracking": tracking}))  # fmt: skip
@@ -113,6 +115,29 @@ def test_a_run_is_authenticated_and_witnessed_whatever_logname_says(governed, mo
     run_ = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("frugalml").experiment_id])[0]
     assert json.loads(run_.data.tags["audit.head"])["signer"].startswith("witness:")
     assert MlflowClient(uri).get_registered_model(MODEL).latest_versions  # registered on the server
+
+
+def test_an_impostor_on_the_servers_port_gets_no_password(governed, tmp_path, monkeypatch):
+    """The pinned witness key is checked, without credentials, before any password is sent."""
+    project, uri = governed
+    monkeypatch.chdir(project)
+    impostor_port = free_port()
+    handle = start_server(port=impostor_port, backend_store_uri=f"sqlite:///{tmp_path / 'fake.db'}",
+                          artifacts_destination=str(tmp_path / "fake-artifacts"), auth_dir=tmp_path / "fake-auth",
+                          admin_password=ADMIN_PASSWORD)  # fmt: skip
+    try:
+        impostor = GovernanceClient(handle.uri, "alice", PASSWORDS["alice"], fingerprint=_pinned(project))
+        with pytest.raises(AccessDenied, match="not the pinned"):
+            impostor.check_pin()
+        with pytest.raises(AccessDenied, match="is not pinned: it presents witness key"):
+            GovernanceClient(handle.uri).check_pin()
+    finally:
+        handle.stop()
+    assert "alice" not in (tmp_path / "fake-auth" / "server.log").read_text()  # no login was attempted there
+
+
+def _pinned(project) -> str:
+    return yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())["identity"]["server_fingerprint"]
 
 
 def test_a_missing_or_wrong_identity_is_refused_even_with_the_tracking_uri_unset(governed, monkeypatch, capsys):
@@ -187,23 +212,40 @@ def test_the_witness_catches_a_rewritten_truncated_or_deleted_trail(governed, tm
     assert not result.ok and "['witness'] is required" in result.reason
 
 
-def test_a_malformed_mlflow_anchor_in_the_project_experiment_fails_verification(governed, monkeypatch, capsys):
+def test_audit_anchors_in_mlflow_cannot_be_garbled_or_deleted_over_rest(governed, monkeypatch, capsys):
     project, uri = governed
     monkeypatch.chdir(project)
     login(monkeypatch, uri, "alice")
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("frugalml").experiment_id
-    scratch = client.create_run(experiment).info.run_id
-    client.set_tag(scratch, "audit.head", "999999:" + "f" * 64)  # the old format, forged
-    code, out = cli(monkeypatch, capsys, "audit", "verify")
-    assert code == 1 and scratch in out and "not acceptable" in out, out
-    code, out = cli(monkeypatch, capsys, "privacy", "status")  # no ledger decision on a trail that fails
-    assert code == 2 and "BROKEN" in out
-    client.set_tag(scratch, "audit.head", json.loads(client.get_run(client.search_runs(
-        [experiment], "tags.`mlflow.runName` = '__default__'")[0].info.run_id).data.tags["audit.head"]) and
-        client.get_run(client.search_runs([experiment], "tags.`mlflow.runName` = '__default__'")[0].info.run_id
-                       ).data.tags["audit.head"])  # fmt: skip
+    trained = client.search_runs([experiment], "tags.`mlflow.runName` = '__default__'")[0]
+    with pytest.raises(MlflowException, match="tree head signed by this governance server"):
+        client.set_tag(trained.info.run_id, "audit.head", "999999:" + "f" * 64)  # the old format, forged
+    with pytest.raises(MlflowException, match="cannot be deleted"):
+        client.delete_tag(trained.info.run_id, "audit.head")
+    with pytest.raises(MlflowException, match="signed by this governance server"):
+        client.create_run(experiment, tags={"audit.head": "garbage"})
+    client.set_tag(client.create_run(experiment).info.run_id, "audit.head",
+                   trained.data.tags["audit.head"])  # a real signed head may be copied: it is still checked
     assert cli(monkeypatch, capsys, "audit", "verify")[0] == 0
+
+
+def _raw(uri: str, user: str, call: tuple[str, str, bytes, str | None]) -> int:
+    method, path, body, content_type = call
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(uri + path, data=body, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    password = ADMIN_PASSWORD if user == "admin" else PASSWORDS[user]
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def test_requests_name_their_target_approvers_see_it_and_an_approval_is_used_once(governed, monkeypatch, capsys):
@@ -254,7 +296,7 @@ def test_production_moves_only_through_the_governed_path(governed, monkeypatch, 
     for user in ("alice", "admin"):  # an EDIT user, and even the MLflow admin
         login(monkeypatch, uri, user)
         client = MlflowClient(uri, registry_uri=uri)
-        with pytest.raises(MlflowException, match="moves only through `frugalml promote`"):
+        with pytest.raises(MlflowException, match="move only through `frugalml promote`"):
             client.set_registered_model_alias(MODEL, "production", "1")
         with pytest.raises(MlflowException, match="stage transitions"):
             client.transition_model_version_stage(MODEL, "1", "Production")
@@ -275,6 +317,20 @@ def test_production_moves_only_through_the_governed_path(governed, monkeypatch, 
     assert receipt["state"] == "used" and client.get_registered_model(MODEL).aliases["production"] == "1"
     with pytest.raises(MlflowException, match="protected alias"):  # nor can it be deleted from under the rule
         client.delete_registered_model(MODEL)
+    alias = json.dumps({"name": MODEL, "alias": "production"}).encode()
+    version = json.dumps({"name": MODEL, "version": "01"}).encode()
+    for user, method, path, body, content_type in [  # the body as MLflow reads it, however it is sent
+        ("admin", "DELETE", "/api/2.0/mlflow/registered-models/alias", alias, "text/plain"),
+        ("admin", "DELETE", "/api/2.0/mlflow/registered-models/alias", alias, None),
+        ("admin", "POST", "/api/2.0/mlflow/registered-models/alias",
+         json.dumps(json.dumps({"name": MODEL, "alias": "production", "version": "1"})).encode(), "application/json"),
+        ("admin", "DELETE", "/api/2.0/mlflow/model-versions/delete", version, "text/plain"),
+        ("admin", "DELETE", f"/api/2.0/mlflow/registered-models/delete?name={MODEL}", b"{not json", "text/plain"),
+        ("admin", "POST", "/api/2.0/mlflow/experiments/delete", json.dumps({"experiment_id": "1"}).encode(),
+         "application/json"),
+    ]:  # fmt: skip
+        assert _raw(uri, user, (method, path, body, content_type)) == 403, (method, path, content_type)
+    assert client.get_registered_model(MODEL).aliases["production"] == "1"
 
 
 def test_a_weaker_governance_runs_only_under_an_approved_change(governed, monkeypatch, capsys):
@@ -290,7 +346,7 @@ def test_a_weaker_governance_runs_only_under_an_approved_change(governed, monkey
     with pytest.raises(GovernanceError, match="require_dp.*change_governance --detail digest=") as refused:
         run(project, "split", monkeypatch)
     digest = str(refused.value).split("digest=")[1].split("`")[0]
-    assert trail(project, uri).records()[-1]["kind"] == "governance.refused"
+    assert [r["kind"] for r in trail(project, uri).records()[-2:]] == ["governance.refused", "audit.anchor"]
     code, out = cli(monkeypatch, capsys, "request", "change_governance", "--detail", f"digest={digest}")
     assert code == 0, out
     request_id = out.split("request ", 1)[1].split()[0]

@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from frugalml.errors import AccessDenied, ApprovalError
 from frugalml.governance.audit import AuditLog
@@ -30,6 +30,17 @@ RUN_ID = r"^[0-9a-f]{32}$"
 
 class _Details(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _printable(cls, values: Any) -> Any:
+        """No control or formatting characters: an approver must see exactly what they approve."""
+        import unicodedata
+
+        for key, value in (values or {}).items() if isinstance(values, dict) else []:
+            if isinstance(value, str) and any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+                raise ValueError(f"{key} holds control or formatting characters (line breaks, escapes)")
+        return values
 
 
 class PromoteDetails(_Details):

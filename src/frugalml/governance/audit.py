@@ -365,6 +365,9 @@ class AuditLog:
             return self._verify(extra_anchors)
         except GovernanceError as error:  # an unreachable witness: not verified, never "intact"
             return VerifyResult(False, 0, "", None, f"cannot verify: {error}")
+        except (UnicodeDecodeError, RecursionError, ValueError, TypeError, KeyError, OverflowError) as error:
+            return VerifyResult(False, 0, "", None, f"the trail or an anchor is malformed ({type(error).__name__}: "
+                                f"{str(error)[:200]})")  # fmt: skip
 
     def _verify(self, extra_anchors: list[tuple[str, Any]] | None) -> VerifyResult:  # noqa: C901
         trusted = self.trusted()
@@ -539,7 +542,8 @@ class AuditLog:
 
 def _well_formed(anchor: Any) -> bool:
     return (isinstance(anchor, dict) and anchor.get("kind") in ("head", "genesis")
-            and isinstance(anchor.get("seq"), int) and isinstance(anchor.get("hash"), str))  # fmt: skip
+            and isinstance(anchor.get("seq"), int) and not isinstance(anchor.get("seq"), bool)
+            and isinstance(anchor.get("hash"), str))  # fmt: skip
 
 
 def verify_chain_records(records: list[dict[str, Any]], prev: str, next_seq: int) -> str | None:

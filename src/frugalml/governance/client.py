@@ -39,11 +39,35 @@ class GovernanceClient:
         self._password = password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
         self._public_text: str | None = None
 
-    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    def check_pin(self) -> str:
+        """Fetch the server's witness key without credentials and compare it with the pin.
+
+        Returns:
+            The fingerprint it presents.
+
+        Raises:
+            AccessDenied: No pin is configured, or the server presents another key (an impostor on the port):
+                no password is sent to it.
+        """
+        from frugalml.governance.signing import fingerprint_of
+
+        presented = fingerprint_of(str(self._call("GET", "/witness", anonymous=True)["public_key"]))
+        if not self.fingerprint:
+            raise AccessDenied(f"the governance server {self.uri} is not pinned: it presents witness key {presented}. "
+                               "If that is your server (`make server` prints its key, also in "
+                               "mlruns/auth/governance/witness.fingerprint), set identity.server_fingerprint: "
+                               f"{presented} in conf/base/governance.yml and commit it")  # fmt: skip
+        if presented != self.fingerprint:
+            raise AccessDenied(f"the server at {self.uri} presents witness key {presented}, not the pinned "
+                               f"{self.fingerprint}: it is not the governance server of record; nothing was sent "
+                               "to it")  # fmt: skip
+        return presented
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None, *, anonymous: bool = False) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
         request = urllib.request.Request(self.uri + API + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
-        if self.username and self._password:
+        if self.username and self._password and not anonymous:
             token = base64.b64encode(f"{self.username}:{self._password}".encode()).decode("ascii")
             request.add_header("Authorization", f"Basic {token}")
         try:

@@ -148,9 +148,11 @@ def open_governed(root: Path, config: GovernanceConfig, *, tracking_uri: str | N
     # leaves it nor trusts another one (the policy then refuses the weaker config)
     uri = server_uri(baseline) or server_uri(config)
     pinned = baseline.identity.server_fingerprint if server_uri(baseline) else config.identity.server_fingerprint
+    client = GovernanceClient(uri, fingerprint=pinned) if uri else None
+    if client is not None:
+        client.check_pin()  # before any password goes to whatever answers on that port
     identity = current_identity(config.model_copy(update={"identity": config.identity.model_copy(
         update={"server": uri})}), tracking_uri)  # fmt: skip
-    client = GovernanceClient(uri, fingerprint=pinned) if uri else None
     accepted: list[str] = []
     if client is not None:
         baseline, accepted = server_baseline(client)

@@ -159,9 +159,14 @@ class AccessControlHook:
         from frugalml.governance.policy import local_baseline
         from frugalml.governance.rbac import current_identity, server_uri
 
-        uri = server_uri(local_baseline(state.project_path)) or server_uri(state.config)
+        baseline = local_baseline(state.project_path)
+        uri = server_uri(baseline) or server_uri(state.config)
         if uri:
+            from frugalml.governance.client import GovernanceClient
+
+            pinned = (baseline if server_uri(baseline) else state.config).identity.server_fingerprint
             try:
+                GovernanceClient(uri, fingerprint=pinned).check_pin()
                 current_identity(state.config.model_copy(update={"identity": state.config.identity.model_copy(
                     update={"server": uri})}))  # fmt: skip
             except AccessDenied as error:

@@ -174,23 +174,27 @@ def spent(log: AuditLog) -> dict[str, dict[str, float]]:
     return totals
 
 
-def budget_of(config: GovernanceConfig, key: str, log: AuditLog) -> float:
-    """The lifetime budget of a training set: configured, or raised by a used approval (from the chain).
+def budget_of(config: GovernanceConfig, key: str, client: Any) -> float:
+    """The lifetime budget of a training set: configured, or raised by a used approval on the server.
+
+    Raises are read from the governance server's own records, never from the local trail (a record there is
+    only a copy, which someone with file access could write). Without a server nothing is raised.
 
     Args:
         config: Governance config.
         key: Ledger key.
-        log: The audit trail (raises are ``approval.used`` events carrying the server's signature).
+        client: The governance client, or None.
 
     Returns:
         Epsilon budget.
     """
     budget = config.privacy.budgets.get(key, config.privacy.default_budget_epsilon)
-    for record in log.records():
-        data = record.get("data") or {}
-        if (record["kind"] == "approval.used" and data.get("operation") == "raise_privacy_budget"
-                and (data.get("details") or {}).get("dataset") == key):  # fmt: skip
-            budget = max(budget, float(data["details"]["epsilon"]))
+    if client is None:
+        return budget
+    for request in client.requests():
+        if (request["operation"] == "raise_privacy_budget" and request["state"] == "used"
+                and request["details"].get("dataset") == key):  # fmt: skip
+            budget = max(budget, float(request["details"]["epsilon"]))
     return budget
 
 
@@ -214,7 +218,7 @@ def authorise_spend(log: AuditLog, client: Any, config: GovernanceConfig, identi
     key = ledger_key(hashes)
     worst = float(per_row_spent(log, hashes).max(initial=0.0))
     needed = worst + epsilon
-    budget = budget_of(config, key, log)
+    budget = budget_of(config, key, client)
     if needed <= budget + 1e-9:
         return
     for request in approved_for(client, identity, "raise_privacy_budget", dataset=key):
@@ -281,20 +285,21 @@ def record_spend(log: AuditLog, identity: Identity, run_id: str | None, hashes: 
                       noise_multiplier=report["noise_multiplier"], steps=report["steps"])  # fmt: skip
 
 
-def status(log: AuditLog, config: GovernanceConfig) -> list[dict[str, Any]]:
+def status(log: AuditLog, config: GovernanceConfig, client: Any = None) -> list[dict[str, Any]]:
     """Spent and remaining budget per training-set key that has a spend or a configured budget.
 
     Args:
         log: The audit trail.
         config: Governance config.
+        client: The governance client (raised budgets), or None.
 
     Returns:
         One row per key.
     """
     totals = spent(log)
-    keys = sorted(set(totals) | set(config.privacy.budgets))
-    return [
-        {"dataset": key, "budget": (b := budget_of(config, key, log)), "spent": totals.get(key, {}).get("epsilon", 0.0),
-         "remaining": b - totals.get(key, {}).get("epsilon", 0.0), "runs": int(totals.get(key, {}).get("runs", 0))}
-        for key in keys
-    ]  # fmt: skip
+    rows = []
+    for key in sorted(set(totals) | set(config.privacy.budgets)):
+        budget, used = budget_of(config, key, client), totals.get(key, {}).get("epsilon", 0.0)
+        rows.append({"dataset": key, "budget": budget, "spent": used, "remaining": budget - used,
+                     "runs": int(totals.get(key, {}).get("runs", 0))})  # fmt: skip
+    return rows

@@ -71,16 +71,18 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
         out.append(f"privacy.default_budget_epsilon: {p.default_budget_epsilon} -> {q.default_budget_epsilon}")
     if q.max_budget_epsilon > p.max_budget_epsilon:
         out.append(f"privacy.max_budget_epsilon: {p.max_budget_epsilon} -> {q.max_budget_epsilon}")
-    for key, value in q.budgets.items():
+    for key in set(p.budgets) | set(q.budgets):
         before = p.budgets.get(key, p.default_budget_epsilon)
-        if value > before:
-            out.append(f"privacy.budgets[{key}]: {before} -> {value}")
+        after = q.budgets.get(key, q.default_budget_epsilon)
+        if after > before:
+            out.append(f"privacy.budgets[{key}]: {before} -> {after}")
     if effective.identity.server != baseline.identity.server:
         out.append(f"identity.server: {baseline.identity.server} -> {effective.identity.server} (identities "
                    "authenticated by a server that is not the governance of record's)")  # fmt: skip
-    if effective.identity.server_fingerprint != baseline.identity.server_fingerprint:
+    if (baseline.identity.server_fingerprint
+            and effective.identity.server_fingerprint != baseline.identity.server_fingerprint):  # fmt: skip
         out.append(f"identity.server_fingerprint: {baseline.identity.server_fingerprint} -> "
-                   f"{effective.identity.server_fingerprint}")
+                   f"{effective.identity.server_fingerprint} (another witness key)")
     def union(config: GovernanceConfig, roles: list[str]) -> set[tuple[str, str]]:
         return set().union(*(_grants(config, role) for role in roles)) if roles else set()
 
@@ -188,4 +190,8 @@ def enforce(effective: GovernanceConfig, baseline: GovernanceConfig, *, client: 
            if client is not None else f"that needs a second person's approval: {SETUP_HINT}")
     message = "this configuration weakens governance: " + "; ".join(found) + f". Refused; {how}"
     refusal_log.append("governance.refused", actor=identity.user, digest=digest, weakenings=found)
+    try:  # a refusal is anchored at once: deleting it from the end of the trail is detected
+        refusal_log.anchor(actor=identity.user)
+    except GovernanceError:
+        pass  # the refusal stands; anchoring problems surface at the next verification
     raise GovernanceError(message)

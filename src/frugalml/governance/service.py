@@ -38,10 +38,13 @@ API = "/api/2.0/frugalml"
 _GUARDED = re.compile(
     r"/(?:api|ajax-api)/\d\.0/(?:preview/)?mlflow/"
     r"(registered-models/alias|model-versions/transition-stage|model-versions/delete|registered-models/delete|"
-    r"registered-models/rename|runs/delete)$"
+    r"registered-models/rename|runs/delete|experiments/delete|runs/set-tag|runs/delete-tag|runs/log-batch|"
+    r"runs/create)$"
 )
+ANCHOR_TAG = "audit.head"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, ts TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, ts TEXT NOT NULL,
+                                    received TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS anchors (seq INTEGER PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -72,6 +75,7 @@ class GovernanceService:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         self.key = SigningKey.load_or_create(self.directory / "witness.key", "witness")
+        (self.directory / "witness.fingerprint").write_text(self.key.fingerprint + "\n")  # public: to pin
         self.config = load_governance_file(governance_file)
         self.database = self.directory / "governance.db"
         self._lock = threading.Lock()
@@ -85,6 +89,22 @@ class GovernanceService:
         return db
 
     # --- identity and roles ----------------------------------------------------------------------------
+    def _check_writer(self, user: str) -> None:
+        """Only users who may run pipelines (or ``audit.anchor``) extend the witnessed chain."""
+        from frugalml.errors import AccessDenied
+        from frugalml.governance.rbac import Identity, roles_of
+
+        try:
+            roles = roles_of(self.config, Identity(user, "mlflow-server", authenticated=True))
+        except AccessDenied as error:
+            raise ServiceError(403, str(error)) from None
+        import fnmatch
+
+        if not any(self.config.roles[r].pipelines or any(fnmatch.fnmatchcase("audit.anchor", o)
+                                                         for o in self.config.roles[r].operations)
+                   for r in roles):  # fmt: skip
+            raise ServiceError(403, f"user {user!r} (roles {roles}) may not write to the audit trail")
+
     def _check(self, user: str, operation: str) -> None:
         from frugalml.errors import AccessDenied
         from frugalml.governance.rbac import Identity, check_operation
@@ -125,8 +145,11 @@ class GovernanceService:
         from frugalml.governance.audit import GENESIS, verify_chain_records
         from frugalml.governance.merkle import merkle_root
 
-        if not isinstance(records, list):
-            raise ServiceError(400, "records must be a list")
+        self._check_writer(user)
+        if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("ts"), str)
+                                                    and isinstance(r.get("seq"), int) and 0 < r["seq"] < 2**62
+                                                    for r in records):  # fmt: skip
+            raise ServiceError(400, "records must be a list of audit records (seq, ts, hash, prev)")
         with self._lock, self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             head = self._state(db, "head")
@@ -141,8 +164,9 @@ class GovernanceService:
             if not records and head:
                 db.execute("ROLLBACK")
                 return head
-            db.executemany("INSERT INTO records (seq, hash, ts) VALUES (?, ?, ?)",
-                           [(r["seq"], r["hash"], str(r["ts"])) for r in records])  # fmt: skip
+            received = datetime.now(UTC).isoformat()  # the witness's own clock: what a purge goes by
+            db.executemany("INSERT INTO records (seq, hash, ts, received) VALUES (?, ?, ?, ?)",
+                           [(r["seq"], r["hash"], str(r["ts"]), received) for r in records])  # fmt: skip
             first = int(genesis["seq"]) + 1 if genesis else 1
             hashes = [row["hash"] for row in db.execute("SELECT hash FROM records WHERE seq >= ? ORDER BY seq",
                                                        (first,))]  # fmt: skip
@@ -180,8 +204,12 @@ class GovernanceService:
                                f"{cut.date()}")  # fmt: skip
         with self._lock, self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            rows = db.execute("SELECT seq, hash, ts FROM records ORDER BY seq").fetchall()
-            older = [r for r in rows if datetime.fromisoformat(r["ts"]) < cut]
+            rows = db.execute("SELECT seq, hash, ts, received FROM records ORDER BY seq").fetchall()
+            older = []
+            for row in rows:  # a prefix only, by the witness's receive time (a back-dated `ts` buys nothing)
+                if datetime.fromisoformat(row["received"]) >= cut or datetime.fromisoformat(row["ts"]) >= cut:
+                    break
+                older.append(row)
             if not older:
                 db.execute("ROLLBACK")
                 raise ServiceError(409, "no witnessed record is older than that date")
@@ -419,45 +447,97 @@ class GovernanceService:
             store.delete_run(run_id)
         return receipt
 
-    def guard(self, path: str, method: str, params: dict[str, Any]) -> str | None:
-        """Why a REST call that would move a protected alias, a stage or delete runs is refused, or None.
+    def guard(self, path: str, method: str, sources: list[dict[str, Any]] | None) -> str | None:  # noqa: C901
+        """Why a REST call that would move a protected alias, a stage, delete runs or touch an audit anchor is
+        refused, or None.
 
         Args:
             path: The request path.
             method: HTTP method.
-            params: JSON body merged with the query string.
+            sources: Every place MLflow may read the parameters from (query string, the JSON body however it was
+                sent); None when a body was sent that cannot be parsed (refused: fail closed).
 
         Returns:
             A refusal message, or None to let the call through.
         """
         match = _GUARDED.search(path)
-        if match is None or method not in ("POST", "DELETE", "PATCH"):
+        if match is None or method not in ("POST", "DELETE", "PATCH", "PUT"):
             return None
         route = match.group(1)
-        protected = set(self.config.registry.protected_aliases)
+        if sources is None:
+            return f"{route}: a request body that cannot be parsed as JSON is refused on a governed route"
+
+        def values(key: str) -> list[Any]:
+            return [source[key] for source in sources if key in source]
+
+        protected = {a.lower() for a in self.config.registry.protected_aliases}
         if route == "registered-models/alias":
-            if str(params.get("alias", "")).strip().lower() in {a.lower() for a in protected}:
-                return (f"the {params.get('alias')!r} alias moves only through `frugalml promote` (an approved "
-                        "promote_production request and a passing checklist)")  # fmt: skip
+            if any(str(v).strip().lower() in protected for v in values("alias")) or not values("alias"):
+                return ("the protected aliases (" + ", ".join(sorted(protected)) + ") move only through `frugalml "
+                        "promote` (an approved promote_production request and a passing checklist)")  # fmt: skip
             return None
         if route == "model-versions/transition-stage":
-            if str(params.get("stage", "")).strip().lower() in ("production", "staging"):
+            if any(str(v).strip().lower() in ("production", "staging") for v in values("stage")) or not values("stage"):
                 return "stage transitions to Production/Staging are refused: use `frugalml promote` (aliases)"
             return None
         if route == "runs/delete":
             return "runs are deleted only through `frugalml runs delete` (an approved delete_runs request)"
-        name = str(params.get("name", ""))
-        try:
-            from mlflow.server.handlers import _get_model_registry_store
-
-            model = _get_model_registry_store().get_registered_model(name)
-        except Exception:  # noqa: BLE001 - unknown model: MLflow answers itself
-            return None
-        held = {alias: str(v) for alias, v in (model.aliases or {}).items() if alias in protected}
-        if route == "model-versions/delete" and str(params.get("version")) not in held.values():
-            return None
+        if route == "experiments/delete":
+            return "deleting an experiment deletes its runs: refused on a governed server (use `frugalml runs delete`)"
+        if route in ("runs/set-tag", "runs/delete-tag", "runs/log-batch", "runs/create"):
+            return self._anchor_tag_problem(route, sources)
+        names = {str(v) for v in values("name")}
+        if len(names) != 1:
+            return f"{route}: exactly one model name is required on a governed route"
+        held = self._protected_versions(names.pop(), protected)
+        if held is None:
+            return None  # no such model: MLflow answers itself
+        if route == "model-versions/delete":
+            try:
+                versions = {int(str(v).strip()) for v in values("version")}
+            except ValueError:
+                return "model-versions/delete: the version must be a whole number"
+            hit = sorted(alias for alias, version in held.items() if version in versions)
+            return f"that version holds the protected alias(es) {hit}: it cannot be deleted" if hit else None
         if held:
-            return f"{name} holds the protected alias(es) {sorted(held)}: it cannot be deleted or renamed"
+            return f"the model holds the protected alias(es) {sorted(held)}: it cannot be deleted or renamed"
+        return None
+
+    @staticmethod
+    def _protected_versions(name: str, protected: set[str]) -> dict[str, int] | None:
+        from mlflow.exceptions import MlflowException
+        from mlflow.server.handlers import _get_model_registry_store
+
+        try:
+            model = _get_model_registry_store().get_registered_model(name)
+        except MlflowException:
+            return None
+        return {alias: int(v) for alias, v in (model.aliases or {}).items() if alias.lower() in protected}
+
+    def _anchor_tag_problem(self, route: str, sources: list[dict[str, Any]]) -> str | None:
+        """An ``audit.head`` run tag may only be set to a head this witness signed; never deleted."""
+        from frugalml.governance.signing import TrustedKeys
+
+        tags: list[tuple[Any, Any]] = []
+        for source in sources:
+            if route == "runs/delete-tag" and str(source.get("key")) == ANCHOR_TAG:
+                return f"the {ANCHOR_TAG} tag is an audit anchor: it cannot be deleted"
+            if route == "runs/set-tag":
+                tags.append((source.get("key"), source.get("value")))
+            for tag in source.get("tags") or [] if route in ("runs/log-batch", "runs/create") else []:
+                if isinstance(tag, dict):
+                    tags.append((tag.get("key"), tag.get("value")))
+        trusted = TrustedKeys()
+        trusted.add("witness", self.key.public_text)
+        for key, value in tags:
+            if str(key) != ANCHOR_TAG:
+                continue
+            try:
+                head = json.loads(str(value))
+            except (ValueError, RecursionError):
+                head = None
+            if trusted.check(head, roles={"witness"}) is not None:
+                return f"the {ANCHOR_TAG} tag may only hold a tree head signed by this governance server"
         return None
 
 
@@ -492,10 +572,16 @@ def _install(app: Any) -> None:  # noqa: C901 - one place wires every route
         return data if isinstance(data, dict) else {}
 
     def answer(function: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
         try:
             return jsonify(function())
         except ServiceError as error:
             return jsonify({"error_code": "FRUGALML_GOVERNANCE", "message": error.message}), error.status
+        except MlflowException as error:
+            return jsonify({"error_code": "FRUGALML_GOVERNANCE", "message": error.message}), 404
+        except (KeyError, TypeError, ValueError, OverflowError, sqlite3.Error) as error:
+            return jsonify({"error_code": "FRUGALML_GOVERNANCE", "message": f"bad request: {error}"}), 400
 
     routes = {
         ("GET", "/witness"): lambda: service().witness_state(),
@@ -523,15 +609,33 @@ def _install(app: Any) -> None:  # noqa: C901 - one place wires every route
     ours = tuple(sorted({path.replace(API, "/frugalml", 1) for _, path in
                          ((m, API + p) for m, p in routes)}))  # fmt: skip
     basic_auth._HANDLER_INTERNAL_AUTHZ_SUFFIXES = (*basic_auth._HANDLER_INTERNAL_AUTHZ_SUFFIXES, *ours)
+    # the witness's public key and head are public, so a client can check the pinned key before it sends a password
+    basic_auth._PUBLIC_ROUTE_SUFFIXES = (*basic_auth._PUBLIC_ROUTE_SUFFIXES, "/frugalml/witness")
     for (method, path), function in routes.items():
         endpoint = "frugalml_" + method.lower() + path.replace("/", "_")
         app.add_url_rule(API + path, endpoint=endpoint, view_func=lambda f=function: answer(f), methods=[method])
 
+    def sources() -> list[dict[str, Any]] | None:
+        """The parameters as MLflow may read them: query string, and the body parsed whatever its Content-Type,
+        a JSON string inside it decoded again (None: a body that cannot be parsed)."""
+        out: list[dict[str, Any]] = [request.args.to_dict()]
+        raw = request.get_data(cache=True)
+        if raw.strip():
+            try:
+                data: Any = json.loads(raw)
+                if isinstance(data, str):
+                    data = json.loads(data)
+            except (ValueError, RecursionError):
+                return None
+            if not isinstance(data, dict):
+                return None
+            out.append(data)
+        return out
+
     def guard() -> Any:
-        if request.path.startswith(API):
+        if request.path.startswith(API) or _GUARDED.search(request.path) is None:
             return None
-        params = {**request.args.to_dict(), **body()}
-        message = service().guard(request.path, request.method, params)
+        message = service().guard(request.path, request.method, sources())
         if message is None:
             return None
         return jsonify({"error_code": "PERMISSION_DENIED", "message": message}), 403
