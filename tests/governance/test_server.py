@@ -431,3 +431,6 @@ def test_kedro_split_run_as_alice_is_tracked_by_the_server(
     assert 0.0 < metrics["split.train_positive_rate"] < 1.0
     assert (project / "data" / "03_primary" / "train_labelled.parquet").is_file()
     assert not (project / "mlruns" / "mlflow.db").exists()  # nothing went to a local store
+    # not named in identity.server, the server is no witness here: it refuses a locally signed head as a run tag
+    assert "audit.head" not in run.data.tags
+    assert (project / "data" / "audit" / "audit.anchors.jsonl").is_file()

@@ -395,7 +395,14 @@ class AuditHook:
         assert self.state.log is not None and self.state.identity is not None
         anchor = self.state.log.anchor(actor=self.state.identity.user, run_id=_run_id())
         if mlflow.active_run() is not None:  # the signed head, checked by `audit verify` like the anchors file
-            mlflow.set_tag("audit.head", json.dumps(anchor, sort_keys=True, separators=(",", ":")))
+            from mlflow.exceptions import MlflowException
+
+            try:
+                mlflow.set_tag("audit.head", json.dumps(anchor, sort_keys=True, separators=(",", ":")))
+            except MlflowException as error:  # a governance server takes only heads its witness signed
+                logger.warning("the audit head stays in %s only: the tracking server refused it as a run tag (%s); "
+                               "name that server in identity.server so that it witnesses the trail",
+                               self.state.log.anchors_path, error.message)  # fmt: skip
         self._digests = {}
 
     @hook_impl(tryfirst=True)
