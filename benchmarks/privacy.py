@@ -14,6 +14,7 @@ import multiprocessing
 import resource
 import statistics
 import time
+from queue import Empty
 from typing import Any
 
 import pandas as pd
@@ -38,14 +39,12 @@ EPSILONS = ["0.5", "1", "2", "4", "8", "inf"]
 
 def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue) -> None:
     """In a fresh process: (None) median DP and plain step seconds, interleaved; (True/False) peak RSS growth."""
-    import pandas as pd
-
     from frugalml.models.hashing import HashingConfig, HashingFeaturizer
     from frugalml.models.ngram_bag import NgramBagClassifier, csr_to_bags, fit_idf, tfidf_weights
     from frugalml.nodes.privacy import dp_sgd_step
 
     torch.manual_seed(0)
-    emails = pd.read_parquet(REPO / "data" / "02_intermediate" / "emails.parquet").head(256)
+    emails = load_corpus_emails(600).head(256)  # from the corpus itself: runs in a fresh clone, no earlier run needed
     counts = HashingFeaturizer(HashingConfig(buckets=buckets)).transform([emails["subject"], emails["body"]])
     bags = csr_to_bags(tfidf_weights(counts, fit_idf(counts), sublinear=True))
     y = torch.tensor(emails["label"].to_numpy())
@@ -90,7 +89,17 @@ def probe(private: bool | None, buckets: int) -> tuple[float, float]:
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
     process = multiprocessing.get_context("spawn").Process(target=_step_probe, args=(private, buckets, queue))
     process.start()
-    result = queue.get(timeout=600)
+    deadline = time.monotonic() + 600
+    while True:  # a probe that dies is reported at once, not after the whole timeout
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"the step probe process died (exit code {process.exitcode})") from None
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError("the step probe did not answer within 600 s") from None
     process.join()
     return result
 

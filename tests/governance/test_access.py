@@ -265,6 +265,13 @@ def test_the_witness_purges_by_its_own_clock_not_by_the_records_timestamps(servi
         service.witness_purge("admin", "2020-01-01")
 
 
+@pytest.mark.parametrize("records", [None, "x", [{"seq": 1}], [{"seq": True, "ts": "t"}], [{"seq": 2**70, "ts": "t"}]])
+def test_malformed_records_are_a_bad_request_not_a_server_error(service, records):
+    with pytest.raises(ServiceError, match="must be a list of audit records") as refused:
+        service.witness_anchor("alice", records)
+    assert refused.value.status == 400
+
+
 def test_only_users_who_may_write_the_trail_extend_it(service, log):
     log.append("node.start", actor="carol", node="x")
     with pytest.raises(ServiceError, match="may not write to the audit trail"):

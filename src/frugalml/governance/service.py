@@ -147,7 +147,7 @@ class GovernanceService:
 
         self._check_writer(user)
         if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("ts"), str)
-                                                    and isinstance(r.get("seq"), int) and 0 < r["seq"] < 2**62
+                                                    and type(r.get("seq")) is int and 0 < r["seq"] < 2**62
                                                     for r in records):  # fmt: skip
             raise ServiceError(400, "records must be a list of audit records (seq, ts, hash, prev)")
         with self._lock, self._connect() as db:
