@@ -143,9 +143,14 @@ def tamper_cases(log: AuditLog) -> dict[str, bool]:
         "truncated_file": detected(original[:-1] + [original[-1][:-30]]),
         "tail_deleted": detected(original[:-5]),
         "forged_genesis_huge_seq": detected(original[:-5], anchors + fake_genesis),
-        "oldest_dropped_under_fake_genesis": detected(original[10:], anchors + json.dumps(
-            {"kind": "genesis", "seq": json.loads(original[9])["seq"], "hash": json.loads(original[9])["hash"]})
-            + "\n"),  # fmt: skip
+        "oldest_dropped_under_fake_genesis": detected(
+            original[10:],
+            anchors
+            + json.dumps(
+                {"kind": "genesis", "seq": json.loads(original[9])["seq"], "hash": json.loads(original[9])["hash"]}
+            )
+            + "\n",
+        ),  # fmt: skip
         "malformed_anchor_line": detected(original, anchors + "{not json\n"),
         "malformed_mlflow_tag": detected(original, None, [("MLflow run x tag audit.head", "12:" + "f" * 64)]),
     }
@@ -170,8 +175,9 @@ def witness_cases(log: AuditLog, root: Path) -> dict[str, bool]:
     records[3] = {**records[3], "actor": "mallory"}
     _rewrite(rewritten.path, records)
     last = rewritten.records()[-1]
-    rewritten.anchors_path.write_text(json.dumps(mallory.sign({"kind": "head", "seq": last["seq"],
-                                                              "hash": last["hash"], "first_seq": 1})) + "\n")
+    rewritten.anchors_path.write_text(
+        json.dumps(mallory.sign({"kind": "head", "seq": last["seq"], "hash": last["hash"], "first_seq": 1})) + "\n"
+    )
     results["rewritten_and_resigned"] = not rewritten.verify().ok
     results["witness_refuses_to_sign_forgery"] = refused(lambda: rewritten.anchor(actor="mallory"))
     truncated = copy("truncated")
@@ -301,7 +307,8 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         log.append("approval.used", actor="alice", request_id="forged", operation="raise_privacy_budget",
                    details={"dataset": key, "epsilon": 1e300}, server_signature="AAAA")  # fmt: skip
         forgery["raise_written_into_the_local_trail"] = budget_of(config, key, alice) == (
-            config.privacy.default_budget_epsilon)
+            config.privacy.default_budget_epsilon
+        )
         # governance switched off or loosened from conf/local
         local = project / "conf" / "local" / "governance.yml"
         base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
@@ -317,16 +324,19 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
             local.write_text(yaml.safe_dump(change))
             before = len(log.records())
             override[name] = refused(lambda: kedro_run(project, "split")) and any(
-                r["kind"] == "governance.refused" for r in log.records()[before:])
+                r["kind"] == "governance.refused" for r in log.records()[before:]
+            )
         local.unlink()
         # the registry: production moves only through the governed path
         client = MlflowClient(uri, registry_uri=uri)
         for user in ("alice", "admin"):
             login(user)
             bypass[f"{user}_sets_production_alias"] = refused(
-                lambda: client.set_registered_model_alias(MODEL, "production", "1"), MlflowException)
+                lambda: client.set_registered_model_alias(MODEL, "production", "1"), MlflowException
+            )
             bypass[f"{user}_transitions_to_production"] = refused(
-                lambda: client.transition_model_version_stage(MODEL, "1", "Production"), MlflowException)
+                lambda: client.transition_model_version_stage(MODEL, "1", "Production"), MlflowException
+            )
         login("admin")
         run_id = client.search_runs([client.get_experiment_by_name("frugalml").experiment_id])[0].info.run_id
         bypass["admin_deletes_a_run_over_rest"] = refused(lambda: client.delete_run(run_id), MlflowException)
@@ -366,8 +376,14 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
             mlflow.end_run()
         os.chdir(cwd)
         handle.stop()
-    return {"identity": identity, "override": override, "bypass": bypass, "forgery": forgery, "abuse": abuse,
-            "governed_path": governed_path}
+    return {
+        "identity": identity,
+        "override": override,
+        "bypass": bypass,
+        "forgery": forgery,
+        "abuse": abuse,
+        "governed_path": governed_path,
+    }
 
 
 def _raw(uri: str, login: tuple[str, str], call: tuple[str, str, bytes, str | None]) -> int:
@@ -490,9 +506,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "registry_bypass_refused": _ratio(served["bypass"]),
         "abuse_refused": _ratio(served["abuse"]),
         "governed_promotion_works": served["governed_path"],
-        "missed": sorted(f"{group}: {name}" for group, cases in (
-            ("forgery", forgery), ("identity", identity), ("override", override), ("registry", served["bypass"]),
-            ("approval", served["abuse"])) for name, ok in cases.items() if not ok),  # fmt: skip
+        "missed": sorted(
+            f"{group}: {name}"
+            for group, cases in (
+                ("forgery", forgery),
+                ("identity", identity),
+                ("override", override),
+                ("registry", served["bypass"]),
+                ("approval", served["abuse"]),
+            )
+            for name, ok in cases.items()
+            if not ok
+        ),  # fmt: skip
         "report_seconds": round(report_seconds, 3),
         "pipeline_seconds_audit": round(with_audit, 3),
         "pipeline_seconds_no_audit": round(without, 3),

@@ -12,8 +12,14 @@ pytestmark = pytest.mark.slow
 def test_audit_benchmark_smoke_run_refuses_every_attack():
     figures = main(["--smoke", "--no-mlflow"])
     assert figures["missed"] == []
-    for key in ("tamper_detected", "forgery_detected", "identity_spoof_refused", "governance_override_refused",
-                "registry_bypass_refused", "abuse_refused"):
+    for key in (
+        "tamper_detected",
+        "forgery_detected",
+        "identity_spoof_refused",
+        "governance_override_refused",
+        "registry_bypass_refused",
+        "abuse_refused",
+    ):
         detected, total = map(int, figures[key].split("/"))
         assert total >= 4 and detected == total, (key, figures[key])
     assert figures["governed_promotion_works"] is True and figures["events_per_run"] > 50

@@ -52,9 +52,13 @@ def _experiments(root: Path, env: str) -> list[str]:
 
     warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
     try:
-        loader = OmegaConfigLoader(str(root / "conf"), base_env="base", default_run_env=env,
-                                   config_patterns={"mlflow": ["mlflow*", "mlflow*/**"]},
-                                   custom_resolvers={"frugalml.project_path": lambda rel=".": str(root / rel)})
+        loader = OmegaConfigLoader(
+            str(root / "conf"),
+            base_env="base",
+            default_run_env=env,
+            config_patterns={"mlflow": ["mlflow*", "mlflow*/**"]},
+            custom_resolvers={"frugalml.project_path": lambda rel=".": str(root / rel)},
+        )
         return [str(loader["mlflow"]["tracking"]["experiment"]["name"])]
     except (MissingConfigException, KeyError, TypeError):
         return ["frugalml"]
@@ -210,7 +214,8 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         console.print(
             f"{request['id']}  {request['operation']:22s} {request['state']:9s} by {request['requested_by']}"
             f"{' approved by ' + request['approved_by'] if request['approved_by'] else ''}  "
-            f"{_details(request['details'])}", highlight=False
+            f"{_details(request['details'])}",
+            highlight=False,
         )
     return 0
 
@@ -242,7 +247,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     uri = default_tracking_uri(root)
     run_id = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(args.model, args.version).run_id
     failed = [
-        i for i in run_checklist(root, config, log, uri, run_id=run_id, scan=not args.no_scan)
+        i
+        for i in run_checklist(root, config, log, uri, run_id=run_id, scan=not args.no_scan)
         if i.status in BLOCKING_STATUSES
     ]
     if failed:
@@ -255,8 +261,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
     except (AccessDenied, ApprovalError) as error:
         log.append("approval.refused", actor=identity.user, request_id=args.request, reason=str(error))
         raise
-    log.append("approval.used", actor=identity.user, request_id=args.request, operation="promote_production",
-               details=receipt["details"], approved_by=receipt["approved_by"], server_signature=receipt["sig"])
+    log.append(
+        "approval.used",
+        actor=identity.user,
+        request_id=args.request,
+        operation="promote_production",
+        details=receipt["details"],
+        approved_by=receipt["approved_by"],
+        server_signature=receipt["sig"],
+    )
     log.append("registry.alias", actor=identity.user, model=args.model, version=args.version, alias="production",
                request_id=args.request)  # fmt: skip
     log.anchor(actor=identity.user)
@@ -276,8 +289,15 @@ def cmd_delete_run(args: argparse.Namespace) -> int:
     except (AccessDenied, ApprovalError) as error:
         log.append("approval.refused", actor=identity.user, request_id=args.request, reason=str(error))
         raise
-    log.append("approval.used", actor=identity.user, request_id=args.request, operation="delete_runs",
-               details=receipt["details"], approved_by=receipt["approved_by"], server_signature=receipt["sig"])
+    log.append(
+        "approval.used",
+        actor=identity.user,
+        request_id=args.request,
+        operation="delete_runs",
+        details=receipt["details"],
+        approved_by=receipt["approved_by"],
+        server_signature=receipt["sig"],
+    )
     for run_id in sorted(set(args.run_id)):
         log.append("registry.delete_run", actor=identity.user, run_id_deleted=run_id, request_id=args.request)
     log.anchor(actor=identity.user)

@@ -291,5 +291,7 @@ class LoadErrorHintHook:
             pass
         logger.error(
             "%s is not UTF-8 text: add `load_args: {encoding: %s}` (or the file's real encoding) to its entry "
-            "in conf/local/catalog.yml", f"dataset {name!r}" if name else "a dataset", encoding,
+            "in conf/local/catalog.yml",
+            f"dataset {name!r}" if name else "a dataset",
+            encoding,
         )

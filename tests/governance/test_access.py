@@ -326,7 +326,7 @@ def test_a_spend_follows_its_rows_whatever_their_table(tmp_path, sample_emails, 
     mixed = pd.concat([disguised, sample_emails.tail(100).rename(columns={"body": "text", "subject": "title"})])
     hashes = row_hashes(mixed, ["title", "text"])
     spent = per_row_spent(log, hashes)
-    assert (spent[: len(disguised)] == 2.0).all() and spent[len(disguised):].max() < 2.0
+    assert (spent[: len(disguised)] == 2.0).all() and spent[len(disguised) :].max() < 2.0
     with pytest.raises(GovernanceError, match="would be exceeded.*spent 2.000"):  # default budget 3: 2 + 1.5 > 3
         authorise_spend(log, None, config, ALICE, hashes, epsilon=1.5)
     authorise_spend(log, None, config, ALICE, row_hashes(sample_emails.tail(100), ["subject", "body"]), epsilon=1.5)
@@ -369,8 +369,16 @@ def test_every_weakening_is_found(config, change, finding):
 def test_another_server_or_witness_key_is_a_weakening(config):
     from frugalml.governance.policy import weakenings
 
-    pinned = parse_governance({**config.model_dump(), "identity": {**config.identity.model_dump(),
-                               "server": "http://127.0.0.1:5001", "server_fingerprint": "0123456789abcdef"}})
+    pinned = parse_governance(
+        {
+            **config.model_dump(),
+            "identity": {
+                **config.identity.model_dump(),
+                "server": "http://127.0.0.1:5001",
+                "server_fingerprint": "0123456789abcdef",
+            },
+        }
+    )
     for change in ({"server_fingerprint": "ffffffffffffffff"}, {"server_fingerprint": None},
                    {"server": "http://127.0.0.1:6666"}, {"server": None}):  # fmt: skip
         moved = parse_governance({**pinned.model_dump(), "identity": {**pinned.identity.model_dump(), **change}})
@@ -381,8 +389,9 @@ def test_another_server_or_witness_key_is_a_weakening(config):
 def test_dropping_a_strict_per_set_budget_is_a_weakening(config):
     from frugalml.governance.policy import weakenings
 
-    strict = parse_governance({**config.model_dump(), "privacy": {**config.privacy.model_dump(),
-                                                                 "budgets": {"rows:0123456789abcdef": 0.5}}})
+    strict = parse_governance(
+        {**config.model_dump(), "privacy": {**config.privacy.model_dump(), "budgets": {"rows:0123456789abcdef": 0.5}}}
+    )
     assert any("budgets[rows:0123456789abcdef]: 0.5 -> 3.0" in f for f in weakenings(strict, config))
 
 
@@ -431,5 +440,3 @@ def test_the_hook_reads_privacy_as_the_training_node_does(train, enabled):
     assert _privacy_of(Node(fit, ["frame", "params:train"], "other"), {"params:train": train}) is None  # untagged
     with pytest.raises(ParameterError, match="target_epsilon"):
         _privacy_of(trainer, {"params:train": {"privacy": {"target_epsilon": -1}}})
-
-

@@ -225,8 +225,9 @@ def test_audit_anchors_in_mlflow_cannot_be_garbled_or_deleted_over_rest(governed
         client.delete_tag(trained.info.run_id, "audit.head")
     with pytest.raises(MlflowException, match="signed by this governance server"):
         client.create_run(experiment, tags={"audit.head": "garbage"})
-    client.set_tag(client.create_run(experiment).info.run_id, "audit.head",
-                   trained.data.tags["audit.head"])  # a real signed head may be copied: it is still checked
+    client.set_tag(
+        client.create_run(experiment).info.run_id, "audit.head", trained.data.tags["audit.head"]
+    )  # a real signed head may be copied: it is still checked
     assert cli(monkeypatch, capsys, "audit", "verify")[0] == 0
 
 

@@ -524,8 +524,10 @@ class AuditLog:
             self.anchor(actor=actor)  # the witness must have seen every record it is asked to drop
             genesis = self.witness.witness_purge(before.isoformat())
             if int(genesis["seq"]) != removed[-1]["seq"] or genesis["hash"] != removed[-1]["hash"]:
-                raise AuditIntegrityError(f"the witness signed a genesis at seq {genesis['seq']}, not at the last "
-                                          f"record to purge (seq {removed[-1]['seq']}); nothing was purged")
+                raise AuditIntegrityError(
+                    f"the witness signed a genesis at seq {genesis['seq']}, not at the last "
+                    f"record to purge (seq {removed[-1]['seq']}); nothing was purged"
+                )
         elif self.signer is not None:
             genesis = self.signer.sign({"kind": "genesis", "seq": removed[-1]["seq"], "hash": removed[-1]["hash"],
                                         "ts": now.isoformat(), "before": before.isoformat()})  # fmt: skip

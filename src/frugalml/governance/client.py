@@ -79,11 +79,14 @@ class GovernanceClient:
             except (json.JSONDecodeError, AttributeError):
                 message = ""
             if error.code == 401:
-                raise AccessDenied(f"the governance server {self.uri} refused the credentials of "
-                                   f"{self.username!r}: set MLFLOW_TRACKING_USERNAME/PASSWORD") from None
+                raise AccessDenied(
+                    f"the governance server {self.uri} refused the credentials of "
+                    f"{self.username!r}: set MLFLOW_TRACKING_USERNAME/PASSWORD"
+                ) from None
             if error.code == 404 and not message:
-                raise GovernanceError(f"{self.uri} is not a frugalml governance server (no {API}{path}); start "
-                                      "it with `make server`") from None
+                raise GovernanceError(
+                    f"{self.uri} is not a frugalml governance server (no {API}{path}); start it with `make server`"
+                ) from None
             if error.code == 403:
                 raise AccessDenied(message or f"forbidden: {path}") from None
             raise ApprovalError(message or f"HTTP {error.code} from {path}") from None
@@ -237,8 +240,11 @@ class GovernanceClient:
         Returns:
             The signed receipt.
         """
-        return self._signed(self._call("POST", "/requests/consume",
-                                       {"request_id": request_id, "operation": operation, "expect": expect}))
+        return self._signed(
+            self._call(
+                "POST", "/requests/consume", {"request_id": request_id, "operation": operation, "expect": expect}
+            )
+        )
 
     def promote(self, model: str, version: str, request_id: str) -> dict[str, Any]:
         """Set the production alias through the governed path.
@@ -251,8 +257,9 @@ class GovernanceClient:
         Returns:
             The receipt.
         """
-        return self._signed(self._call("POST", "/registry/promote",
-                                       {"model": model, "version": str(version), "request_id": request_id}))
+        return self._signed(
+            self._call("POST", "/registry/promote", {"model": model, "version": str(version), "request_id": request_id})
+        )
 
     def delete_runs(self, run_ids: list[str], request_id: str) -> dict[str, Any]:
         """Delete runs through the governed path.

@@ -220,7 +220,8 @@ class AccessControlHook:
                 raise AuditIntegrityError(
                     f"{error}. Runs are refused while the audit trail fails verification: restore "
                     f"{state.log.path.parent} (and conf/local/audit_signing.key, without a server) from a backup; "
-                    "`frugalml audit verify` names what is wrong (docs/governance.md)") from None
+                    "`frugalml audit verify` names what is wrong (docs/governance.md)"
+                ) from None
             state.log.append(
                 "rbac.allowed",
                 actor=state.identity.user,

@@ -60,8 +60,10 @@ def row_hashes(frame: pd.DataFrame, text_columns: list[str]) -> np.ndarray:
     """
     columns = [c for c in text_columns if c in frame.columns]
     if not columns:
-        raise GovernanceError(f"the privacy ledger cannot identify the training rows: none of data.text_columns "
-                              f"{text_columns} is a column of the training set ({list(frame.columns)[:10]})")
+        raise GovernanceError(
+            f"the privacy ledger cannot identify the training rows: none of data.text_columns "
+            f"{text_columns} is a column of the training set ({list(frame.columns)[:10]})"
+        )
     out = np.zeros((len(frame), len(columns)), dtype=np.uint64)
     for j, column in enumerate(columns):
         out[:, j] = [_value_hash(_normalise(v)) for v in frame[column].tolist()]
@@ -226,8 +228,14 @@ def authorise_spend(log: AuditLog, client: Any, config: GovernanceConfig, identi
             consume(log, client, identity, request["id"], "raise_privacy_budget",
                     expect={"dataset": key, "epsilon": request["details"]["epsilon"]})  # fmt: skip
             return
-    how = (f"ask for `frugalml request raise_privacy_budget --detail dataset={key} --detail epsilon=<new budget>` "
-           "and a second person's approval") if client is not None else f"raising it needs two people: {SETUP_HINT}"
+    how = (
+        (
+            f"ask for `frugalml request raise_privacy_budget --detail dataset={key} --detail epsilon=<new budget>` "
+            "and a second person's approval"
+        )
+        if client is not None
+        else f"raising it needs two people: {SETUP_HINT}"
+    )
     message = (f"privacy budget of {key} would be exceeded: its most-used rows have spent {worst:.3f}, + this run "
                f"{epsilon:.3f} > budget {budget:.3f}; {how}")  # fmt: skip
     log.append("rbac.refused", actor=identity.user, operation="privacy.spend", dataset=key, reason=message)
@@ -257,8 +265,11 @@ def authorise_nonprivate(log: AuditLog, client: Any, config: GovernanceConfig, i
     for request in approved_for(client, identity, "disable_dp", dataset=key):
         consume(log, client, identity, request["id"], "disable_dp", expect={"dataset": key})
         return
-    how = (f"ask for `frugalml request disable_dp --detail dataset={key}` and an approval, or train with DP"
-           if client is not None else f"or train with DP; an approval needs two people: {SETUP_HINT}")
+    how = (
+        f"ask for `frugalml request disable_dp --detail dataset={key}` and an approval, or train with DP"
+        if client is not None
+        else f"or train with DP; an approval needs two people: {SETUP_HINT}"
+    )
     message = (f"training {key} without differential privacy needs a second person: governance "
                f"privacy.require_dp is on and train.privacy.enabled is false; {how}")  # fmt: skip
     log.append("rbac.refused", actor=identity.user, operation="disable_dp", dataset=key, reason=message)

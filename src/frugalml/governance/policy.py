@@ -81,16 +81,18 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
                    "authenticated by a server that is not the governance of record's)")  # fmt: skip
     if (baseline.identity.server_fingerprint
             and effective.identity.server_fingerprint != baseline.identity.server_fingerprint):  # fmt: skip
-        out.append(f"identity.server_fingerprint: {baseline.identity.server_fingerprint} -> "
-                   f"{effective.identity.server_fingerprint} (another witness key)")
+        out.append(
+            f"identity.server_fingerprint: {baseline.identity.server_fingerprint} -> "
+            f"{effective.identity.server_fingerprint} (another witness key)"
+        )
+
     def union(config: GovernanceConfig, roles: list[str]) -> set[tuple[str, str]]:
         return set().union(*(_grants(config, role) for role in roles)) if roles else set()
 
     def shown(grants: set[tuple[str, str]]) -> list[str]:
         return sorted(f"{kind} {name}" for kind, name in grants)
 
-    gained = union(effective, effective.identity.local_user_roles) - union(
-        baseline, baseline.identity.local_user_roles)
+    gained = union(effective, effective.identity.local_user_roles) - union(baseline, baseline.identity.local_user_roles)
     if gained:
         out.append(f"identity.local_user_roles: unauthenticated users gain {shown(gained)}")
     for role in effective.roles:
@@ -186,8 +188,11 @@ def enforce(effective: GovernanceConfig, baseline: GovernanceConfig, *, client: 
     if client is not None and digest in accepted:
         refusal_log.append("governance.accepted", actor=identity.user, digest=digest, weakenings=found)
         return found
-    how = (f"ask for `frugalml request change_governance --detail digest={digest}` and a second person's approval"
-           if client is not None else f"that needs a second person's approval: {SETUP_HINT}")
+    how = (
+        f"ask for `frugalml request change_governance --detail digest={digest}` and a second person's approval"
+        if client is not None
+        else f"that needs a second person's approval: {SETUP_HINT}"
+    )
     message = "this configuration weakens governance: " + "; ".join(found) + f". Refused; {how}"
     refusal_log.append("governance.refused", actor=identity.user, digest=digest, weakenings=found)
     try:  # a refusal is anchored at once: deleting it from the end of the trail is detected

@@ -864,8 +864,12 @@ def _serve(host: str, port: int, project: Path) -> int:
         _provision_from_env(handle.uri, project)
         fingerprint = (mlruns / "auth" / "governance" / "witness.fingerprint").read_text().strip()
         logger.info("MLflow server at %s (log %s); Ctrl-C stops it", handle.uri, handle.log_path)
-        logger.info("witness key %s: pin it in conf/base/governance.yml as identity: {server: %s, "
-                    "server_fingerprint: %s}", fingerprint, handle.uri, fingerprint)
+        logger.info(
+            "witness key %s: pin it in conf/base/governance.yml as identity: {server: %s, server_fingerprint: %s}",
+            fingerprint,
+            handle.uri,
+            fingerprint,
+        )
         try:
             code = handle.process.wait()
         except KeyboardInterrupt:

@@ -154,8 +154,11 @@ class GovernanceService:
             db.execute("BEGIN IMMEDIATE")
             head = self._state(db, "head")
             genesis = self._state(db, "genesis")
-            seq, prev = (int(head["seq"]), head["hash"]) if head else (
-                (int(genesis["seq"]), genesis["hash"]) if genesis else (0, GENESIS))
+            seq, prev = (
+                (int(head["seq"]), head["hash"])
+                if head
+                else ((int(genesis["seq"]), genesis["hash"]) if genesis else (0, GENESIS))
+            )
             problem = verify_chain_records(records, prev, seq + 1)
             if problem is not None:
                 db.execute("ROLLBACK")
@@ -315,8 +318,11 @@ class GovernanceService:
             elif row["requested_by"] == user:
                 problem = ServiceError(403, f"user {user!r} cannot approve their own request {request_id!r}")
             elif row["digest"] != digest:
-                problem = ServiceError(409, f"request {request_id!r}: the details you approve are not the ones "
-                                       "requested (digest differs); look at them again with `frugalml approvals`")
+                problem = ServiceError(
+                    409,
+                    f"request {request_id!r}: the details you approve are not the ones "
+                    "requested (digest differs); look at them again with `frugalml approvals`",
+                )
             if problem is not None:
                 db.execute("ROLLBACK")
                 raise problem
@@ -347,8 +353,10 @@ class GovernanceService:
             if problem is not None:
                 db.execute("ROLLBACK")
                 raise problem
-            db.execute("UPDATE requests SET used_by = ?, used_at = ?, used_for = ? WHERE id = ? AND used_by IS NULL",
-                       (user, datetime.now(UTC).isoformat(), json.dumps(expect, sort_keys=True), request_id))
+            db.execute(
+                "UPDATE requests SET used_by = ?, used_at = ?, used_for = ? WHERE id = ? AND used_by IS NULL",
+                (user, datetime.now(UTC).isoformat(), json.dumps(expect, sort_keys=True), request_id),
+            )
             db.execute("COMMIT")
         return self.get(request_id)
 

@@ -171,8 +171,10 @@ class TrustedKeys:
         Returns:
             None, or the reason (malformed, unknown key, wrong role, bad signature).
         """
-        if not isinstance(signed, dict) or not isinstance(signed.get("sig"), str) or not isinstance(
-            signed.get("signer"), str
+        if (
+            not isinstance(signed, dict)
+            or not isinstance(signed.get("sig"), str)
+            or not isinstance(signed.get("signer"), str)
         ):
             return "not a signed object (no signer/sig)"
         role, _, fingerprint = signed["signer"].partition(":")

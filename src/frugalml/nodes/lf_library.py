@@ -195,78 +195,257 @@ def rule(  # noqa: PLR0917  (a table of rules reads best positionally)
 T = ()  # text rules read only derived columns of data.text_columns
 
 # --- header heuristics --------------------------------------------------------------------------------
-rule("header_in_reply_to", HAM, "header", ("in_reply_to",), _nonempty("in_reply_to"),
-     "An In-Reply-To header means a reply in an existing conversation, which spammers rarely fake.")
-rule("header_list_id", HAM, "header", ("list_id",), _nonempty("list_id"),
-     "A List-Id header marks mail from a mailing-list manager the recipient subscribed to.")
-rule("header_list_headers", HAM, "header", ("header_text",), lambda x: x["lf_list_headers"],
-     "List-Unsubscribe/List-Post/X-BeenThere/X-Mailman headers are added by list servers (RFC 2369).")
-rule("header_message_id_missing", SPAM, "header", ("message_id",), lambda x: x["lf_msgid_missing"],
-     "Every real mail user agent adds a Message-ID; bulk senders often omit it.")
-rule("header_message_id_odd", SPAM, "header", ("message_id",), lambda x: x["lf_msgid_odd"],
-     "A Message-ID not of the form <local@domain> comes from hand-rolled bulk-mail software.")
-rule("header_reply_to_mismatch", SPAM, "header", ("from_addr", "reply_to", "header_text"),
-     lambda x: x["lf_reply_mismatch"] & np.logical_not(x["lf_list_headers"]),
-     "Reply-To in another domain than From (outside mailing lists) diverts answers: a spam pattern.")
-rule("header_many_hops", HAM, "header", ("received_count",), lambda x: x["received_count"] >= 8,
-     "Many Received hops follow list expansion and relaying between real mail servers.")
-rule("header_frequent_sender", HAM, "header", ("from_addr",), lambda x: x["lf_sender_count"] >= 5,
-     "A sender address seen many times in the batch is a correspondent, list or newsletter the recipient "
-     "keeps; spammers rotate their sender addresses.")
-rule("header_priority_high", SPAM, "header", ("header_text",), lambda x: x["lf_priority"],
-     "X-Priority: 1 / X-MSMail-Priority: High are set by bulk mailers to catch attention.")
-rule("header_foreign_charset", SPAM, "header", ("header_text",), lambda x: x["lf_foreign_charset"],
-     "Unsolicited Korean/Chinese/Japanese/Cyrillic charsets dominate spam sent to English-speaking lists.")
-rule("header_from_digits", SPAM, "header", ("from_addr",), lambda x: x["lf_from_digits"],
-     "Sender local parts with many digits are machine-generated throwaway accounts.")
+rule(
+    "header_in_reply_to",
+    HAM,
+    "header",
+    ("in_reply_to",),
+    _nonempty("in_reply_to"),
+    "An In-Reply-To header means a reply in an existing conversation, which spammers rarely fake.",
+)
+rule(
+    "header_list_id",
+    HAM,
+    "header",
+    ("list_id",),
+    _nonempty("list_id"),
+    "A List-Id header marks mail from a mailing-list manager the recipient subscribed to.",
+)
+rule(
+    "header_list_headers",
+    HAM,
+    "header",
+    ("header_text",),
+    lambda x: x["lf_list_headers"],
+    "List-Unsubscribe/List-Post/X-BeenThere/X-Mailman headers are added by list servers (RFC 2369).",
+)
+rule(
+    "header_message_id_missing",
+    SPAM,
+    "header",
+    ("message_id",),
+    lambda x: x["lf_msgid_missing"],
+    "Every real mail user agent adds a Message-ID; bulk senders often omit it.",
+)
+rule(
+    "header_message_id_odd",
+    SPAM,
+    "header",
+    ("message_id",),
+    lambda x: x["lf_msgid_odd"],
+    "A Message-ID not of the form <local@domain> comes from hand-rolled bulk-mail software.",
+)
+rule(
+    "header_reply_to_mismatch",
+    SPAM,
+    "header",
+    ("from_addr", "reply_to", "header_text"),
+    lambda x: x["lf_reply_mismatch"] & np.logical_not(x["lf_list_headers"]),
+    "Reply-To in another domain than From (outside mailing lists) diverts answers: a spam pattern.",
+)
+rule(
+    "header_many_hops",
+    HAM,
+    "header",
+    ("received_count",),
+    lambda x: x["received_count"] >= 8,
+    "Many Received hops follow list expansion and relaying between real mail servers.",
+)
+rule(
+    "header_frequent_sender",
+    HAM,
+    "header",
+    ("from_addr",),
+    lambda x: x["lf_sender_count"] >= 5,
+    "A sender address seen many times in the batch is a correspondent, list or newsletter the recipient "
+    "keeps; spammers rotate their sender addresses.",
+)
+rule(
+    "header_priority_high",
+    SPAM,
+    "header",
+    ("header_text",),
+    lambda x: x["lf_priority"],
+    "X-Priority: 1 / X-MSMail-Priority: High are set by bulk mailers to catch attention.",
+)
+rule(
+    "header_foreign_charset",
+    SPAM,
+    "header",
+    ("header_text",),
+    lambda x: x["lf_foreign_charset"],
+    "Unsolicited Korean/Chinese/Japanese/Cyrillic charsets dominate spam sent to English-speaking lists.",
+)
+rule(
+    "header_from_digits",
+    SPAM,
+    "header",
+    ("from_addr",),
+    lambda x: x["lf_from_digits"],
+    "Sender local parts with many digits are machine-generated throwaway accounts.",
+)
 
 # --- content heuristics -------------------------------------------------------------------------------
-rule("content_html_only", SPAM, "content", ("html_only",), lambda x: x["html_only"] == True,  # noqa: E712
-     "HTML-only mail without a text part is typical of marketing templates.")
-rule("content_url_density", SPAM, "content", ("url_count", "header_text"),
-     lambda x: (x["url_count"] >= 5) & (100 * x["url_count"] / np.maximum(x["lf_words"], 1) >= 8)
-     & (x["lf_quoted_lines"] == 0) & np.logical_not(x["lf_list_headers"]),
-     "Many links (hrefs included) per word of text, outside list mail, means the mail exists to drive clicks.")
-rule("content_money", SPAM, "content", T, lambda x: (x["lf_money"] >= 3) & (x["lf_quoted_lines"] == 0),
-     "Repeated money amounts ($, dollars) are the core of offers and scams.")
-rule("content_urgency", SPAM, "content", T, lambda x: x["lf_urgency"] >= 2,
-     "Urgency phrases (act now, limited time, expires) pressure the reader: a classic spam device.")
-rule("content_caps", SPAM, "content", T, lambda x: (x["lf_letters"] >= 80) & (x["lf_caps_ratio"] >= 0.3),
-     "A high share of capital letters is shouting, rare in conversation.")
-rule("content_remove_me", SPAM, "content", T, lambda x: x["lf_remove_me"],
-     "'To be removed / opt-out / reply with REMOVE' footers are the fig leaf of bulk mail.")
-rule("content_obfuscated", SPAM, "content", T, lambda x: x["lf_obfuscated"] >= 2,
-     "Obfuscated words (v1agra, s p a c e d letters, digits in words) exist to evade filters.")
-rule("content_foreign_script", SPAM, "content", T, lambda x: x["lf_foreign_script"] >= 0.05,
-     "Text mostly in CJK or Hangul script, unsolicited, is bulk mail from abroad in this kind of inbox.")
-rule("content_exclaims", SPAM, "content", T, lambda x: x["lf_exclaims"] >= 6,
-     "Many exclamation marks signal hype.")
-rule("content_quoted_reply", HAM, "content", T, lambda x: x["lf_quoted_lines"] >= 3,
-     "Quoted lines ('> ...') mean a reply to an earlier message in a discussion.")
-rule("content_wrote", HAM, "content", T, lambda x: x["lf_wrote"],
-     "'X wrote:' attributions precede quotes in replies.")
-rule("content_pgp_signed", HAM, "content", T, lambda x: x["lf_pgp"],
-     "PGP-signed mail comes from people who care about their identity, not from spammers.")
-rule("content_signature", HAM, "content", T, lambda x: x["lf_sig_dashes"] & (x["lf_money"] == 0),
-     "A '-- ' signature delimiter (RFC 3676) is written by mail clients of real people.")
+rule(
+    "content_html_only",
+    SPAM,
+    "content",
+    ("html_only",),
+    lambda x: x["html_only"] == True,  # noqa: E712
+    "HTML-only mail without a text part is typical of marketing templates.",
+)
+rule(
+    "content_url_density",
+    SPAM,
+    "content",
+    ("url_count", "header_text"),
+    lambda x: (
+        (x["url_count"] >= 5)
+        & (100 * x["url_count"] / np.maximum(x["lf_words"], 1) >= 8)
+        & (x["lf_quoted_lines"] == 0)
+        & np.logical_not(x["lf_list_headers"])
+    ),
+    "Many links (hrefs included) per word of text, outside list mail, means the mail exists to drive clicks.",
+)
+rule(
+    "content_money",
+    SPAM,
+    "content",
+    T,
+    lambda x: (x["lf_money"] >= 3) & (x["lf_quoted_lines"] == 0),
+    "Repeated money amounts ($, dollars) are the core of offers and scams.",
+)
+rule(
+    "content_urgency",
+    SPAM,
+    "content",
+    T,
+    lambda x: x["lf_urgency"] >= 2,
+    "Urgency phrases (act now, limited time, expires) pressure the reader: a classic spam device.",
+)
+rule(
+    "content_caps",
+    SPAM,
+    "content",
+    T,
+    lambda x: (x["lf_letters"] >= 80) & (x["lf_caps_ratio"] >= 0.3),
+    "A high share of capital letters is shouting, rare in conversation.",
+)
+rule(
+    "content_remove_me",
+    SPAM,
+    "content",
+    T,
+    lambda x: x["lf_remove_me"],
+    "'To be removed / opt-out / reply with REMOVE' footers are the fig leaf of bulk mail.",
+)
+rule(
+    "content_obfuscated",
+    SPAM,
+    "content",
+    T,
+    lambda x: x["lf_obfuscated"] >= 2,
+    "Obfuscated words (v1agra, s p a c e d letters, digits in words) exist to evade filters.",
+)
+rule(
+    "content_foreign_script",
+    SPAM,
+    "content",
+    T,
+    lambda x: x["lf_foreign_script"] >= 0.05,
+    "Text mostly in CJK or Hangul script, unsolicited, is bulk mail from abroad in this kind of inbox.",
+)
+rule("content_exclaims", SPAM, "content", T, lambda x: x["lf_exclaims"] >= 6, "Many exclamation marks signal hype.")
+rule(
+    "content_quoted_reply",
+    HAM,
+    "content",
+    T,
+    lambda x: x["lf_quoted_lines"] >= 3,
+    "Quoted lines ('> ...') mean a reply to an earlier message in a discussion.",
+)
+rule("content_wrote", HAM, "content", T, lambda x: x["lf_wrote"], "'X wrote:' attributions precede quotes in replies.")
+rule(
+    "content_pgp_signed",
+    HAM,
+    "content",
+    T,
+    lambda x: x["lf_pgp"],
+    "PGP-signed mail comes from people who care about their identity, not from spammers.",
+)
+rule(
+    "content_signature",
+    HAM,
+    "content",
+    T,
+    lambda x: x["lf_sig_dashes"] & (x["lf_money"] == 0),
+    "A '-- ' signature delimiter (RFC 3676) is written by mail clients of real people.",
+)
 
 # --- keyword families ---------------------------------------------------------------------------------
-rule("keyword_spam_terms", SPAM, "keyword", T, lambda x: x["lf_spam_words"] >= 2,
-     "Vocabulary of pharmacy, mortgage, debt, lottery and make-money offers.")
-rule("keyword_offer_terms", SPAM, "keyword", T, lambda x: x["lf_offer_words"] >= 3,
-     "Sales vocabulary (order now, discount, money back) in volume is advertising.")
-rule("keyword_tech_terms", HAM, "keyword", T, lambda x: (x["lf_tech"] >= 4) & (x["lf_money"] == 0),
-     "Technical discussion (linux, perl, cvs, patches) without money amounts is list traffic.")
+rule(
+    "keyword_spam_terms",
+    SPAM,
+    "keyword",
+    T,
+    lambda x: x["lf_spam_words"] >= 2,
+    "Vocabulary of pharmacy, mortgage, debt, lottery and make-money offers.",
+)
+rule(
+    "keyword_offer_terms",
+    SPAM,
+    "keyword",
+    T,
+    lambda x: x["lf_offer_words"] >= 3,
+    "Sales vocabulary (order now, discount, money back) in volume is advertising.",
+)
+rule(
+    "keyword_tech_terms",
+    HAM,
+    "keyword",
+    T,
+    lambda x: (x["lf_tech"] >= 4) & (x["lf_money"] == 0),
+    "Technical discussion (linux, perl, cvs, patches) without money amounts is list traffic.",
+)
 
 # --- subject heuristics -------------------------------------------------------------------------------
-rule("subject_reply", HAM, "subject", ("subject",), lambda x: x["lf_subject_reply"],
-     "Re:/Fwd: subjects belong to conversations.")
-rule("subject_list_tag", HAM, "subject", ("subject",), lambda x: x["lf_subject_list_tag"],
-     "A [list-name] tag in the subject is added by mailing-list managers.")
-rule("subject_random_token", SPAM, "subject", ("subject",), lambda x: x["lf_subject_random_token"],
-     "Random mixed-case tokens with digits (e.g. 2467SzaW) are appended by spam tools to defeat checksums.")
-rule("subject_caps", SPAM, "subject", ("subject",), lambda x: x["lf_subject_caps"],
-     "An all-capitals subject is shouting for attention.")
-rule("subject_spammy", SPAM, "subject", ("subject",),
-     lambda x: x["lf_subject_spammy"] & np.logical_not(x["lf_subject_reply"]),
-     "Subjects with FREE, $$, !!, percentages or ADV: are advertising.")
+rule(
+    "subject_reply",
+    HAM,
+    "subject",
+    ("subject",),
+    lambda x: x["lf_subject_reply"],
+    "Re:/Fwd: subjects belong to conversations.",
+)
+rule(
+    "subject_list_tag",
+    HAM,
+    "subject",
+    ("subject",),
+    lambda x: x["lf_subject_list_tag"],
+    "A [list-name] tag in the subject is added by mailing-list managers.",
+)
+rule(
+    "subject_random_token",
+    SPAM,
+    "subject",
+    ("subject",),
+    lambda x: x["lf_subject_random_token"],
+    "Random mixed-case tokens with digits (e.g. 2467SzaW) are appended by spam tools to defeat checksums.",
+)
+rule(
+    "subject_caps",
+    SPAM,
+    "subject",
+    ("subject",),
+    lambda x: x["lf_subject_caps"],
+    "An all-capitals subject is shouting for attention.",
+)
+rule(
+    "subject_spammy",
+    SPAM,
+    "subject",
+    ("subject",),
+    lambda x: x["lf_subject_spammy"] & np.logical_not(x["lf_subject_reply"]),
+    "Subjects with FREE, $$, !!, percentages or ADV: are advertising.",
+)

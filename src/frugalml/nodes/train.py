@@ -206,9 +206,9 @@ def train_text_classifier(
     )
     dev_bags = csr_to_bags(classifier.featurize(dev), device)
     y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
-    y_train_t = torch.from_numpy(
-        soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
-    ).to(device)
+    y_train_t = torch.from_numpy(soft_targets(train, schema, y_train) if config.targets == "soft" else y_train).to(
+        device
+    )
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     ctx = autocast_context(config.precision, device)
 

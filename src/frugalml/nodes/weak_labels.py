@@ -722,8 +722,16 @@ def weak_label(
     summary = lf_summary_table(lfs, pool_matrix, dev_matrix, y_dev, failures=failures, label_names=label_names)
     if config.leave_one_out and covered.any() and len(lfs) > 1:
         summary["loo_delta"] = leave_one_out(
-            pool_matrix, dev_matrix, y_dev, cardinality=cardinality, class_balance=class_balance, prior=prior,
-            config=config, seed=seed, baseline=dev_accuracy, progress=config.progress,
+            pool_matrix,
+            dev_matrix,
+            y_dev,
+            cardinality=cardinality,
+            class_balance=class_balance,
+            prior=prior,
+            config=config,
+            seed=seed,
+            baseline=dev_accuracy,
+            progress=config.progress,
         )
     else:
         summary["loo_delta"] = np.nan
@@ -769,5 +777,10 @@ def weak_label(
     logger.info("weak labels: %d of %d pool rows labelled (coverage %.3f), dev accuracy %.3f (majority %.3f)",
                 len(weak), len(pool), metrics["coverage"], dev_accuracy, dev_majority)  # fmt: skip
     figure = plot_lf_summary(summary)
-    return weak, abstained.reset_index(drop=True), summary, figure, {k: {"value": float(v), "step": 0}
-                                                                     for k, v in metrics.items()}
+    return (
+        weak,
+        abstained.reset_index(drop=True),
+        summary,
+        figure,
+        {k: {"value": float(v), "step": 0} for k, v in metrics.items()},
+    )

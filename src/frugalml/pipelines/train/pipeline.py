@@ -18,8 +18,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     """
     return Pipeline(
         [
-            *quality_gate(batch="train_clean", suite="training_set_suite", name="train_set",
-                          output="train_set_checked"),  # fmt: skip
+            *quality_gate(
+                batch="train_clean", suite="training_set_suite", name="train_set", output="train_set_checked"
+            ),  # fmt: skip
             Node(
                 func=train_text_classifier,
                 inputs=["train_set_checked", "dev_labelled", "params:train", "params:data", "params:seed"],
