@@ -1,10 +1,8 @@
 """Kedro project settings."""
 
-from pathlib import Path
-
 from kedro.config import OmegaConfigLoader
-from kedro.utils import find_kedro_project
 
+from frugalml.config import CONFIG_LOADER_ARGS, project_path  # noqa: F401  (project_path: kept importable)
 from frugalml.governance.hooks import AccessControlHook, AuditHook
 from frugalml.hooks import (
     DatasetLineageHook,
@@ -26,26 +24,5 @@ HOOKS = (
 )
 
 
-def project_path(relative: str = ".") -> str:
-    """``${frugalml.project_path:mlruns}`` in config: a path under the project root, made absolute.
-
-    MLflow caches stores by URI, so a relative ``sqlite:///mlruns/...`` would keep pointing at the first
-    project a process touched; an absolute URI names the right database every time.
-    """
-    root = find_kedro_project(Path.cwd()) or Path.cwd()
-    return str((Path(root) / relative).resolve())
-
-
 CONFIG_LOADER_CLASS = OmegaConfigLoader
-CONFIG_LOADER_ARGS = {
-    "base_env": "base",
-    "default_run_env": "local",
-    # `conf/local/parameters.yml` may override one nested key without repeating its whole block
-    "merge_strategy": {"parameters": "soft"},
-    "custom_resolvers": {"frugalml.project_path": project_path},
-    "config_patterns": {
-        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
-        "mlflow": ["mlflow*", "mlflow*/**"],
-        "governance": ["governance*"],
-    },
-}
+CONFIG_LOADER_ARGS = dict(CONFIG_LOADER_ARGS)  # one definition, in frugalml.config
