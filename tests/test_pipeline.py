@@ -7,78 +7,23 @@ way a user would (catalog and parameters only), runs a Kedro session there and r
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 import yaml
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from mlflow.tracking import MlflowClient
 
 from frugalml.errors import ArchiveDigestError, ParameterError, SchemaError
-from tests.conftest import CORPUS_SHA256, REPO
+from tests.helpers import CORPUS_SHA256, REPO, SMALL, make_project, run, store_uri  # noqa: F401  (re-exported while other suites move)
 
 pytestmark = pytest.mark.slow
-
-SMALL = {
-    "ingest": {"sample": {"n": 300, "seed": 0}},
-    "split": {"gold_dev_size": 20},
-    # DP is on by default (conf/base: epsilon 1); a DP batch must fit the ~200 training rows of the sample
-    "train": {"epochs": 5, "batch_size": 32, "progress": False},
-}
-
-
-def make_project(
-    tmp_path: Path, corpus: Path | str, params: dict, catalog: dict | None = None, governance: dict | None = None
-) -> Path:
-    project = tmp_path / "project"
-    shutil.copytree(REPO / "conf" / "base", project / "conf" / "base")
-    shutil.copy(REPO / "conf" / "logging.yml", project / "conf" / "logging.yml")  # read by a `kedro` subprocess
-    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
-    shutil.copy(REPO / ".telemetry", project / ".telemetry")  # the project's telemetry opt-out
-    (project / "src").mkdir()  # kedro wants the source dir; the installed frugalml package is used
-    local = project / "conf" / "local"
-    local.mkdir(parents=True)
-    overrides = {
-        "spam_corpus_archive": {
-            "type": "frugalml.datasets.MailCorpusDataset",
-            "cache_dir": "data/01_raw",
-            "sources": [{"kind": "local", "path": str(corpus), "sha256": CORPUS_SHA256}],
-        },
-        **(catalog or {}),
-    }
-    (local / "catalog.yml").write_text(yaml.safe_dump(overrides))
-    (local / "parameters.yml").write_text(yaml.safe_dump(params))
-    if governance:  # the project's own policy of record (conf/base): conf/local may only make it stricter
-        policy = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
-        for block, values in governance.items():
-            policy[block] = {**policy.get(block, {}), **values}
-        (project / "conf" / "base" / "governance.yml").write_text(yaml.safe_dump(policy))
-    return project
-
-
-def run(project: Path, pipeline: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.chdir(project)
-    bootstrap_project(project)
-    try:
-        with KedroSession.create(project_path=project) as session:
-            session.run(pipeline_names=[pipeline])
-    finally:
-        while mlflow.active_run():  # a run left active would capture the next project's logging
-            mlflow.end_run()
-    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("frugalml")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    return runs[0].info.run_id
 
 
 def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch):
     project = make_project(tmp_path, corpus_path, SMALL)
     run_id = run(project, "__default__", monkeypatch)
-    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=store_uri(project))
     finished = client.get_run(run_id)
     assert finished.info.status == "FINISHED"
     metrics = finished.data.metrics
@@ -106,7 +51,7 @@ def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch)
     model_uri = f"runs:/{run_id}/model"
     info = mlflow.models.get_model_info(model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
-    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    mlflow.set_tracking_uri(store_uri(project))
     loaded = mlflow.pyfunc.load_model(model_uri)
     test = pd.read_parquet(project / "data" / "03_primary" / "test_gold.parquet")
     predicted = loaded.predict(test[["subject", "body"]])
@@ -115,6 +60,8 @@ def test_default_pipeline_on_300_real_emails(tmp_path, corpus_path, monkeypatch)
     artifacts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/roc_reliability.png", "evaluation/evaluation_report.json"} <= artifacts
     assert (project / "data" / "02_intermediate" / "emails_quarantine.parquet").is_file()
+    for gate in ("emails", "train_set", "predictions"):  # every gate's quarantine is kept, even when empty
+        assert (project / "data" / "02_intermediate" / f"{gate}_gate_quarantine.parquet").is_file(), gate
     # quality gates: metrics per expectation, Data Docs and reports in the run
     assert metrics["quality.emails.passed"] == 1.0 and metrics["quality.training_set.passed"] == 1.0
     quality = {a.path for a in client.list_artifacts(run_id, "quality")}
@@ -144,7 +91,7 @@ def test_users_own_csv_runs_by_catalog_and_parameters_alone(tmp_path, corpus_pat
     # 300 rows are too few for DP at epsilon 1 to learn much: this project's governance policy waives DP
     project = make_project(tmp_path, corpus_path, params, catalog, governance={"privacy": {"require_dp": False}})
     run_id = run(project, "modelling", monkeypatch)
-    finished = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db").get_run(run_id)
+    finished = MlflowClient(tracking_uri=store_uri(project)).get_run(run_id)
     assert finished.data.metrics["test.accuracy"] > 0.85
     assert csv.read_text().startswith("message,category")  # the user's file is input only
 

@@ -1,7 +1,7 @@
 """Small tables under DP: the batch adapts (``train.batch_size: auto``), a fixed batch that cannot fit is refused
 before the gates run, and a refused or failed training leaves the previous drift reference (``train_set``) as it is.
 
-The Kedro runs are real sessions on real e-mails (the helpers of ``tests/test_pipeline.py``).
+The Kedro runs are real sessions on real e-mails (the helpers of ``tests/helpers.py``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from frugalml.hooks import frame_digest
 from frugalml.nodes.split import split_dataset
 from frugalml.nodes.train import check_training_rows, max_training_rows, train_text_classifier
 from frugalml.params import TrainParams, parse_params
-from tests.test_pipeline import SMALL, make_project, run
+from tests.helpers import DATA, SMALL, bad_soft_labels, make_project, run, train_only_project
 
-DATA = {"text_columns": ["subject", "body"], "label_column": "label", "id_column": "email_id", "group_column": "group"}
 FAST = {"epochs": 2, "progress": False, "features": {"buckets": 4096}}
 
 
@@ -136,26 +135,10 @@ def test_small_table_trains_under_dp_with_the_auto_batch(tmp_path, corpus_path, 
     assert 0 < report["epsilon"] <= 1.0 + 1e-6 and report["delta"] == pytest.approx(1 / (10 * rows))
 
 
-def _train_only_project(tmp_path, corpus_path, sample_emails, params):
-    """A project whose `train` pipeline reads `train_clean` and `dev_labelled` made from real e-mails."""
-    project = make_project(tmp_path, corpus_path, params)
-    train, dev, *_ = split_dataset(sample_emails, {"gold_dev_size": 0}, DATA, 0)
-    primary = project / "data" / "03_primary"
-    primary.mkdir(parents=True)
-    train.to_parquet(primary / "train_clean.parquet")
-    dev.to_parquet(primary / "dev_labelled.parquet")
-    return project, train
-
-
-def bad_soft_labels(train: pd.DataFrame) -> pd.DataFrame:
-    """Other training rows whose soft labels are negative: the training node refuses them after the gate passed."""
-    return train.iloc[:200].assign(label_prob_0=-0.5, label_prob_1=1.5)
-
-
 @pytest.mark.slow
 def test_a_failed_training_leaves_the_previous_drift_reference(tmp_path, corpus_path, sample_emails, monkeypatch):
     params = {**SMALL, "train": {**SMALL["train"], "epochs": 2, "features": {"buckets": 4096}}}
-    project, train = _train_only_project(tmp_path, corpus_path, sample_emails, params)
+    project, train = train_only_project(tmp_path, corpus_path, sample_emails, params)
     run(project, "train", monkeypatch)
     reference = project / "data" / "05_model_input" / "train_set.parquet"
     first = frame_digest(pd.read_parquet(reference))
@@ -167,7 +150,7 @@ def test_a_failed_training_leaves_the_previous_drift_reference(tmp_path, corpus_
     )
     with pytest.raises(SchemaError, match="soft labels"):
         run(project, "train", monkeypatch)
-    gate = json.loads((project / "data" / "08_reporting" / "quality" / "training_set_report.json").read_text())
+    gate = json.loads((project / "data" / "08_reporting" / "quality" / "train_set_report.json").read_text())
     assert gate["success"]
     assert frame_digest(pd.read_parquet(reference)) == first  # the gate passed, training failed: reference intact
 

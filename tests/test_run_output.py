@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import SMALL, make_project
-from tests.test_preflight import _train_only_project, bad_soft_labels
+from tests.helpers import SMALL, bad_soft_labels, make_project, train_only_project
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +37,7 @@ def test_a_failed_run_reports_the_closed_run_once_and_the_traceback_at_terminal_
 ):
     if failure == "in_a_node":  # the gate's two nodes pass, then training refuses the soft labels
         params = {**SMALL, "train": {**SMALL["train"], "targets": "soft", "features": {"buckets": 4096}}}
-        project, train = _train_only_project(tmp_path, corpus_path, sample_emails, params)
+        project, train = train_only_project(tmp_path, corpus_path, sample_emails, params)
         bad_soft_labels(train).to_parquet(project / "data" / "03_primary" / "train_clean.parquet")
         args, message = ("run", "--pipelines=train"), "SchemaError: soft labels in ['label_prob_0', 'label_prob_1']"
     else:  # the preflight refuses the fixed DP batch after ingest, before the e-mail gate

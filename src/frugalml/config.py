@@ -9,20 +9,26 @@ everywhere. A missing file is Kedro's ``MissingConfigException`` (caught here, a
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from kedro.config import MissingConfigException, OmegaConfigLoader
 from kedro.utils import find_kedro_project
 
+#: the project root that :func:`load_config` is reading (None: the project of the working directory)
+_READING: ContextVar[Path | None] = ContextVar("frugalml_config_root", default=None)
+
 
 def project_path(relative: str = ".") -> str:
     """``${frugalml.project_path:mlruns}`` in config: a path under the project root, made absolute.
 
     MLflow caches stores by URI, so a relative ``sqlite:///mlruns/...`` would keep pointing at the first
-    project a process touched; an absolute URI names the right database every time.
+    project a process touched; an absolute URI names the right database every time. The root is the project
+    :func:`load_config` is reading, else the Kedro project of the working directory. (OmegaConf keeps the
+    first resolver registered under a name for the whole process, so the resolver itself never changes.)
     """
-    root = find_kedro_project(Path.cwd()) or Path.cwd()
+    root = _READING.get() or find_kedro_project(Path.cwd()) or Path.cwd()
     return str((Path(root) / relative).resolve())
 
 
@@ -41,14 +47,8 @@ CONFIG_LOADER_ARGS: dict[str, Any] = {
 
 
 def config_loader(conf_source: str | Path = "conf", env: str | None = "local") -> OmegaConfigLoader:
-    """The loader a Kedro session would build for ``conf_source`` (``env=None``: ``base`` alone).
-
-    ``${frugalml.project_path:...}`` resolves under the folder holding ``conf_source`` (the project root),
-    whatever the working directory.
-    """
-    root = Path(conf_source).resolve().parent
+    """The loader a Kedro session would build for ``conf_source`` (``env=None``: ``base`` alone)."""
     args = dict(CONFIG_LOADER_ARGS)
-    args["custom_resolvers"] = {"frugalml.project_path": lambda relative=".": str((root / relative).resolve())}
     if env is None:
         args["default_run_env"] = "base"
     return OmegaConfigLoader(conf_source=str(conf_source), env=env or "base", **args)
@@ -63,13 +63,19 @@ def load_config(key: str, conf_source: str | Path = "conf", env: str | None = "l
         env: The run environment layered over ``base`` (``None``: ``base`` alone, the committed files).
         default: Returned when no file of that section exists.
 
+    ``${frugalml.project_path:...}`` resolves under the folder holding ``conf_source`` (the project root),
+    whatever the working directory.
+
     Returns:
         The merged section, or ``default`` when it has no file.
     """
+    token = _READING.set(Path(conf_source).resolve().parent)  # `${frugalml.project_path:...}` under this project
     try:
         return config_loader(conf_source, env)[key]
     except MissingConfigException:
         return default
+    finally:
+        _READING.reset(token)
 
 
 def tracking_uri(project: str | Path = ".", env: str | None = "local") -> str:

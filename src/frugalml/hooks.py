@@ -13,6 +13,7 @@ import pandas as pd
 from kedro.framework.hooks import hook_impl
 
 from frugalml.params import validate_parameters
+from frugalml.tags import MODEL_TRAINING_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +181,6 @@ class TrainingPreflightHook:
         Args:
             pipeline: The pipeline about to run.
         """
-        from frugalml.governance.hooks import MODEL_TRAINING_TAG
 
         self._armed = any(MODEL_TRAINING_TAG in node.tags for node in pipeline.nodes)
 

@@ -425,15 +425,9 @@ def load_project_parameters(conf_source: str | Path, env: str | None = None) -> 
     Returns:
         The merged parameters dict (not yet validated).
     """
-    from kedro.config import OmegaConfigLoader
+    from frugalml.config import load_config  # the project's one config reader
 
-    loader = OmegaConfigLoader(
-        conf_source=str(conf_source),
-        base_env="base",
-        default_run_env=env or "base",
-        merge_strategy={"parameters": "soft"},
-    )
-    return dict(loader["parameters"])
+    return dict(load_config("parameters", conf_source, env, default={}) or {})
 
 
 def validate_parameters(params: dict[str, Any]) -> FrugalParams:

@@ -14,7 +14,7 @@ import pytest
 
 from frugalml.datasets.corpus import MailCorpusDataset
 from frugalml.errors import ArchiveDigestError, CorruptArchiveError, ParameterError, SourceUnavailableError
-from tests.conftest import CORPUS_SHA256
+from tests.helpers import CORPUS_SHA256
 
 
 def sha256(path: Path) -> str:

@@ -33,6 +33,7 @@ from scipy.stats import ks_2samp  # noqa: E402
 from frugalml.errors import DataQualityError  # noqa: E402
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer  # noqa: E402
 from frugalml.params import DataSchema, DriftParams, parse_params  # noqa: E402
+from frugalml.tracking import as_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ def detect_drift(
                   "action": config.action}  # fmt: skip
         figure = plt.figure(figsize=(4, 1))
         figure.text(0.5, 0.5, why, ha="center")
-        return report, {"drift.checked": {"value": 0.0, "step": 0}}, figure, render_drift_html(report)
+        return report, as_metrics({"checked": 0.0}, prefix="drift."), figure, render_drift_html(report)
     signals = drift_signals(reference, current, params, data)
     thresholds = {name: _threshold(name, config) for name in signals}
     drifted = [name for name, value in signals.items() if value > thresholds[name]]
@@ -228,9 +229,7 @@ def detect_drift(
         "current_rows": len(current),
         "action": config.action,
     }
-    metrics = {f"drift.{name}": {"value": value, "step": 0} for name, value in signals.items()}
-    metrics["drift.retrain_recommended"] = {"value": float(bool(drifted)), "step": 0}
-    metrics["drift.checked"] = {"value": 1.0, "step": 0}
+    metrics = as_metrics({**signals, "retrain_recommended": bool(drifted), "checked": 1.0}, prefix="drift.")
     columns = [c for c in schema.text_columns if c in current.columns]
     figure = plot_drift(reference, current, report, columns)
     if drifted:

@@ -22,6 +22,7 @@ from frugalml.models.ngram_bag import TextClassifier  # noqa: E402
 from frugalml.nodes.split import id_column_of  # noqa: E402
 from frugalml.nodes.train import encode_labels  # noqa: E402
 from frugalml.params import DataSchema, EvaluateParams, parse_params  # noqa: E402
+from frugalml.tracking import as_metrics
 
 
 def expected_calibration_error(probabilities: np.ndarray, y_true: np.ndarray, *, bins: int = 15) -> float:
@@ -176,11 +177,9 @@ def evaluate_classifier(
             "probability_positive": probabilities[:, positive],
         }
     )
-    metrics = {
-        key: {"value": float(value), "step": 0}
-        for key, value in report.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
+    metrics = as_metrics(
+        {key: value for key, value in report.items() if isinstance(value, int | float) and not isinstance(value, bool)}
+    )
     return metrics, report, figure, predictions
 
 

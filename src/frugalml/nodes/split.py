@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from frugalml.errors import EmptyDatasetError, SchemaError
 from frugalml.nodes.ingest import MIN_CONTROL_BASE
 from frugalml.params import DataSchema, SplitParams, parse_params
+from frugalml.tracking import as_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +275,52 @@ def _matches(values: pd.Series, patterns: list[str]) -> pd.Series:
     return values.astype(str).map(lambda v: any(fnmatch.fnmatchcase(v, p) for p in patterns))
 
 
+def _require_two_classes(labelled: pd.DataFrame, pool: pd.DataFrame, schema: DataSchema) -> None:
+    """Refuse labelled rows of a single class, naming the classes the table lacks."""
+    label = schema.label_column
+    present = sorted(labelled[label].unique().tolist())
+    if len(present) >= 2:
+        return
+    names = dict(zip(schema.labels, schema.label_names)) if schema.label_names else {}
+    shown = [f"{value} ({names[value]!r})" if value in names else str(value) for value in present]
+    others = [f"{value} ({names[value]!r})" if value in names else str(value)
+              for value in schema.labels if value not in present]  # fmt: skip
+    raise EmptyDatasetError(
+        f"the {len(labelled)} labelled rows of column '{label}' are all of one class, {shown[0]}: a classifier "
+        f"needs labelled rows of every class. Add rows labelled {' or '.join(others)} to the table (or check "
+        f"data.label_column, data.labels and data.label_names); rows with an empty label go to the "
+        f"unlabelled pool ({len(pool)} here)"
+    )
+
+
+def _temporal(
+    labelled: pd.DataFrame, pool: pd.DataFrame, config: SplitParams, schema: DataSchema
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Train on the rows whose era column matches the train patterns, test on the test patterns; the rest
+    (labelled rows of neither era) go to the pool. Returns (rest, test, pool)."""
+    label = schema.label_column
+    column = config.temporal.column or schema.group_column
+    if column is None or column not in labelled.columns:
+        raise SchemaError(
+            f"temporal split needs column {column!r} (split.temporal.column, else data.group_column), "
+            "which the dataset lacks"
+        )
+    in_train = _matches(labelled[column], config.temporal.train_patterns)
+    in_test = _matches(labelled[column], config.temporal.test_patterns) & ~in_train
+    rest, test = labelled[in_train], labelled[in_test]
+    unassigned = int((~in_train & ~in_test).sum())
+    if unassigned:
+        logger.warning("temporal split: %d labelled rows match neither era; kept in the pool", unassigned)
+        pool = pd.concat([pool, labelled[~in_train & ~in_test].assign(**{label: pd.NA})])
+    if rest.empty or test.empty:
+        raise EmptyDatasetError(
+            f"temporal split on '{column}' gave {len(rest)} train and {len(test)} test rows "
+            f"(patterns {config.temporal.train_patterns} / {config.temporal.test_patterns}; values "
+            f"{sorted(labelled[column].astype(str).unique())[:10]})"
+        )
+    return rest, test, pool
+
+
 def split_dataset(
     validated: pd.DataFrame, split: dict[str, Any], data: dict[str, Any], seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -300,41 +347,11 @@ def split_dataset(
     pool = validated[validated[label].isna()]
     if labelled.empty:
         raise EmptyDatasetError("no labelled rows to split")
-    present = sorted(labelled[label].unique().tolist())
-    if len(present) < 2:
-        names = dict(zip(schema.labels, schema.label_names)) if schema.label_names else {}
-        shown = [f"{value} ({names[value]!r})" if value in names else str(value) for value in present]
-        others = [f"{value} ({names[value]!r})" if value in names else str(value)
-                  for value in schema.labels if value not in present]  # fmt: skip
-        raise EmptyDatasetError(
-            f"the {len(labelled)} labelled rows of column '{label}' are all of one class, {shown[0]}: a classifier "
-            f"needs labelled rows of every class. Add rows labelled {' or '.join(others)} to the table (or check "
-            f"data.label_column, data.labels and data.label_names); rows with an empty label go to the "
-            f"unlabelled pool ({len(pool)} here)"
-        )
-
+    _require_two_classes(labelled, pool, schema)
     if config.strategy == "random":
         rest, test = _stratified(labelled, config.test_fraction, label, seed, "test")
     else:
-        column = config.temporal.column or schema.group_column
-        if column is None or column not in labelled.columns:
-            raise SchemaError(
-                f"temporal split needs column {column!r} (split.temporal.column, else data.group_column), "
-                "which the dataset lacks"
-            )
-        in_train = _matches(labelled[column], config.temporal.train_patterns)
-        in_test = _matches(labelled[column], config.temporal.test_patterns) & ~in_train
-        rest, test = labelled[in_train], labelled[in_test]
-        unassigned = int((~in_train & ~in_test).sum())
-        if unassigned:
-            logger.warning("temporal split: %d labelled rows match neither era; kept in the pool", unassigned)
-            pool = pd.concat([pool, labelled[~in_train & ~in_test].assign(**{label: pd.NA})])
-        if rest.empty or test.empty:
-            raise EmptyDatasetError(
-                f"temporal split on '{column}' gave {len(rest)} train and {len(test)} test rows "
-                f"(patterns {config.temporal.train_patterns} / {config.temporal.test_patterns}; values "
-                f"{sorted(labelled[column].astype(str).unique())[:10]})"
-            )
+        rest, test, pool = _temporal(labelled, pool, config, schema)
 
     gold_size = min(config.gold_dev_size, len(rest) // 10)
     if gold_size < config.gold_dev_size:
@@ -357,4 +374,4 @@ def split_dataset(
             metrics[f"{name}_positive_rate"] = float((frame[label] == schema.positive_label).mean())
     logger.info("split (%s): %s", config.strategy, {k: v for k, v in metrics.items() if k.endswith("_rows")})
     out = [frame.reset_index(drop=True) for frame in sets.values()]
-    return (*out, {k: {"value": float(v), "step": 0} for k, v in metrics.items()})  # type: ignore[return-value]
+    return (*out, as_metrics(metrics))  # type: ignore[return-value]

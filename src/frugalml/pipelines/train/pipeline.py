@@ -8,6 +8,7 @@ from kedro.pipeline import Node, Pipeline
 
 from frugalml.nodes.train import record_training_set, train_text_classifier
 from frugalml.pipelines.gates import quality_gate
+from frugalml.tags import MODEL_TRAINING_TAG
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -26,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["train_set_checked", "dev_labelled", "params:train", "params:data", "params:seed"],
                 outputs=["text_classifier", "training_history", "privacy_report"],
                 name="train_text_classifier_node",
-                tags=["model_training"],  # governance: privacy budget spend, or a disable_dp approval
+                tags=[MODEL_TRAINING_TAG],  # governance: privacy budget spend, or a disable_dp approval
             ),
             Node(
                 func=record_training_set,
