@@ -70,3 +70,23 @@ def test_bad_parameters_name_the_key(override, message):
 def test_node_level_validation_uses_the_same_schema():
     with pytest.raises(ParameterError, match="train.epochs"):
         parse_params(TrainParams, {"epochs": 0}, name="train")
+
+
+def test_a_new_stage_registers_its_block_and_gets_the_same_checks():
+    from frugalml.params import PARAMETER_BLOCKS, Strict, register_params, root_model
+
+    @register_params("compress_demo")
+    class CompressDemo(Strict):
+        bits: int = 8
+
+    try:
+        params = validate_parameters({**merged(), "compress_demo": {"bits": 4}})
+        assert params.compress_demo.bits == 4 and isinstance(params, root_model())
+        with pytest.raises(ParameterError, match="unknown parameter 'compress_demo.bitz'"):
+            validate_parameters({**merged(), "compress_demo": {"bitz": 4}})
+        with pytest.raises(ParameterError, match="already registered"):
+            register_params("compress_demo")(CompressDemo)
+    finally:
+        PARAMETER_BLOCKS.remove("compress_demo")
+    with pytest.raises(ParameterError, match="unknown parameter 'compress_demo'"):
+        validate_parameters({**merged(), "compress_demo": {"bits": 4}})

@@ -1,0 +1,131 @@
+"""``params:train``: features, model, optimisation and DP-SGD."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from frugalml.params.core import Strict, register_params
+
+
+class FeatureParams(Strict):
+    """Hashed n-gram features (no vocabulary to fit, so no data leaks and any text works)."""
+
+    buckets: int = Field(default=2**16, ge=16)
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = (3, 4)
+    char_max_chars: int = Field(default=3000, gt=0)
+    lowercase: bool = True
+    sublinear_tf: bool = True
+    # idf fitted on the training rows; auto: on, except under DP (an idf fitted on private rows is a release of
+    # their document frequencies that epsilon does not cover, so DP training uses data-independent features)
+    idf: bool | Literal["auto"] = "auto"
+
+    @field_validator("word_ngrams", "char_ngrams")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(f"n-gram range must satisfy 1 <= low <= high, got {value}")
+        return value
+
+
+class ModelParams(Strict):
+    """The bag-of-n-grams classifier: EmbeddingBag -> (MLP) -> logits. No BatchNorm (DP-friendly)."""
+
+    embedding_dim: int = Field(default=1, gt=0)  # 1: a rank-1 bag (few noisy weights under DP)
+    hidden_dim: int = Field(default=0, ge=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+
+
+PRV_MAX_EPSILON = 64.0  # opacus's PRV accountant: measured 2 s / 0.4 GB at epsilon 8, minutes / >10 GB at 1000
+
+
+class PrivacyParams(Strict):
+    """Differentially private training (DP-SGD with Poisson sampling and ghost-norm clipping)."""
+
+    enabled: bool = True  # private by default; governance require_dp makes turning it off a two-person operation
+    target_epsilon: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    target_delta: float | None = Field(default=None, gt=0, lt=1, allow_inf_nan=False)  # null: 1 / (10 N)
+    max_grad_norm: float = Field(default=0.25, gt=0, allow_inf_nan=False)
+    accountant: Literal["prv", "rdp"] = "prv"
+    secure_mode: bool = False
+    max_physical_batch_size: int | None = Field(default=None, gt=0)  # virtual steps: larger batches in chunks
+
+    @model_validator(mode="after")
+    def _accountant_range(self) -> PrivacyParams:
+        if self.enabled and self.accountant == "prv" and self.target_epsilon > PRV_MAX_EPSILON:
+            raise ValueError(
+                f"target_epsilon {self.target_epsilon:g} is too large for the prv accountant (its grid grows with "
+                f"epsilon: about 10 s and 1 GB at 64, minutes and over 10 GB at 1000); above {PRV_MAX_EPSILON:g} "
+                "use accountant: rdp, or enabled: false"
+            )
+        return self
+
+
+AUTO_BATCH_SIZE = 256  # train.batch_size: auto on a training set of 1,024 rows or more (the full corpus)
+
+
+@register_params("train")
+class TrainParams(Strict):
+    """Optimiser and loop settings."""
+
+    features: FeatureParams = Field(default_factory=FeatureParams)
+    model: ModelParams = Field(default_factory=ModelParams)
+    epochs: int = Field(default=5, gt=0)
+    # auto: AUTO_BATCH_SIZE, or a quarter of the training rows when that is smaller (under DP the batch is the
+    # expected Poisson batch, so it must not exceed them); see TrainParams.resolve_batch_size
+    batch_size: int | Literal["auto"] = "auto"
+    lr: float = Field(default=0.05, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int = Field(default=2, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, gt=0)
+    progress: bool = True
+    privacy: PrivacyParams = Field(default_factory=PrivacyParams)
+    targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        whole = not isinstance(value, bool) and isinstance(value, int | str) and str(value).strip().isdigit()
+        if not whole or int(value) <= 0:
+            raise ValueError("must be a positive whole number or 'auto'")
+        return int(value)
+
+    @model_validator(mode="after")
+    def _private_features(self) -> TrainParams:
+        if self.privacy.enabled and self.features.idf is True:
+            raise ValueError(
+                "features.idf: true fits idf on the private training rows, which epsilon does not cover; "
+                "use idf: auto (off under DP) or false"
+            )
+        return self
+
+    def uses_idf(self) -> bool:
+        """Whether idf is fitted on the training rows (``auto``: unless DP is on)."""
+        return not self.privacy.enabled if self.features.idf == "auto" else bool(self.features.idf)
+
+    def resolve_batch_size(self, rows: int) -> int:
+        """The batch size for ``rows`` training rows.
+
+        ``auto`` is :data:`AUTO_BATCH_SIZE`, capped under DP at a quarter of the rows (at least 1), so the
+        Poisson sampling rate q = batch / N is at most 1/4 (four or more noisy steps per epoch) and a small table
+        trains instead of being refused. It depends on N only, which the accountant already uses (q, and the
+        default delta 1 / (10 N)), so epsilon is computed for the batch actually used. An explicit number is
+        returned as it is.
+
+        Args:
+            rows: N, the training rows.
+
+        Returns:
+            The (expected, under DP) batch size.
+        """
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if not self.privacy.enabled:
+            return AUTO_BATCH_SIZE  # plain mini-batches: a batch larger than N is simply the whole set
+        return max(1, min(AUTO_BATCH_SIZE, rows // 4))
