@@ -99,7 +99,7 @@ def corpus_sha256(conf_source: str | Path = "conf", env: str | None = None) -> s
     Raises:
         ValueError: When the catalog pins none, or different digests.
     """
-    digests = {s.get("sha256") for s in corpus_sources(conf_source, env) if s.get("sha256")}
+    digests = {str(s["sha256"]) for s in corpus_sources(conf_source, env) if s.get("sha256")}
     if len(digests) != 1:
         raise ValueError(f"spam_corpus_archive in {conf_source}/ should pin one sha256, found {sorted(digests)}")
     return digests.pop()

@@ -138,7 +138,7 @@ class DatasetLineageHook:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
             warnings.filterwarnings("ignore", message=".*[Ii]nteger column.*")
-            dataset = mlflow.data.from_pandas(
+            dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]  # mlflow.data is lazy
                 profile, source=self._source(dataset_name), name=dataset_name, digest=frame_digest(data)
             )
             mlflow.log_input(dataset, context=context, tags=tags)
@@ -268,7 +268,8 @@ class LoadErrorHintHook:
         import re
         from pathlib import Path
 
-        chain, seen = [], error
+        chain: list[BaseException] = []
+        seen: BaseException | None = error
         while seen is not None and len(chain) < 20:
             chain.append(seen)
             seen = seen.__cause__ or seen.__context__

@@ -81,7 +81,7 @@ class Registry(Generic[T]):
         """
 
         def decorator(entry: T) -> T:
-            return self.add(name or getattr(entry, "__name__", ""), entry, replace=replace)
+            return self.add(name or str(getattr(entry, "__name__", "")), entry, replace=replace)
 
         return decorator
 

@@ -13,6 +13,7 @@ import torch
 from frugalml.errors import EmptyDatasetError, ParameterError, ProbabilityError, SchemaError
 from frugalml.labels import CONFIDENCE_COLUMN, GOLD, RELABELLED, SOURCE_COLUMN, WEAK, prob_columns
 from frugalml.nodes.cleaning import (
+    FOLD_MODELS,
     FoldContext,
     apply_cleaning_policy,
     check_pred_probs,
@@ -370,6 +371,35 @@ def test_fold_models_keep_their_own_non_private_recipe(noisy, cleaned):
         fold_train_params(private, parse_params(CleanParams, {"fold_train": {"model": {"embeding_dim": 8}}}))
     with pytest.raises(ParameterError, match="clean.fold_train.epochs"):
         fold_train_params(private, parse_params(CleanParams, {"fold_train": {"epochs": 0}}))
+
+
+def test_the_model_registry_refuses_a_taken_name_unless_told_to_replace():
+    """clean.models is a frugalml.registry.Registry: a taken name is refused, replace=True replaces it."""
+
+    def first(frame, dev, context: FoldContext):
+        return lambda fit, held: np.full((len(held), 2), 0.5)
+
+    def second(frame, dev, context: FoldContext):
+        return lambda fit, held: np.full((len(held), 2), 0.5)
+
+    try:
+        assert register_probability_model("test_duplicate")(first) is first
+        with pytest.raises(ParameterError, match="model named 'test_duplicate' is already registered.*replace=True"):
+            register_probability_model("test_duplicate")(second)
+        assert create_probability_model("test_duplicate") is first
+        assert register_probability_model("test_duplicate", replace=True)(second) is second
+        assert create_probability_model("test_duplicate") is second
+        builtin = create_probability_model("ngram_bag")
+        with pytest.raises(ParameterError, match="'ngram_bag' is already registered"):
+            register_probability_model("ngram_bag")(second)
+        assert create_probability_model("ngram_bag") is builtin
+        with pytest.raises(
+            ParameterError, match=r"clean.models: unknown model 'forest'; registered: \[.*'naive_bayes'"
+        ):
+            create_probability_model("forest")
+    finally:
+        FOLD_MODELS.remove("test_duplicate")
+    assert "test_duplicate" not in FOLD_MODELS and {"ngram_bag", "naive_bayes", "tfidf_logreg"} <= set(FOLD_MODELS)
 
 
 def test_a_model_that_returns_no_distribution_is_refused(noisy, cleaned):

@@ -148,7 +148,7 @@ class MailCorpusDataset(AbstractDataset[None, pd.DataFrame]):
         return [(cached, None)]
 
     def _url(self, source: SourceSpec) -> list[tuple[Path, str | None]] | None:
-        found = []
+        found: list[tuple[Path, str | None]] = []
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         for spec in source.archives:
             target = self._cache_dir / (spec.filename or spec.url.rsplit("/", 1)[-1])

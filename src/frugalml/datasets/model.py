@@ -122,7 +122,8 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             )
         if self._registered_model_name and info.registered_model_version is not None:
             self.last_registration = (self._registered_model_name, str(info.registered_model_version))
-        logger.info("logged model '%s' to MLflow run %s", self._artifact_path, mlflow.active_run().info.run_id)
+        run = mlflow.active_run()
+        logger.info("logged model '%s' to MLflow run %s", self._artifact_path, run.info.run_id if run else None)
 
     def _exists(self) -> bool:
         return (self._filepath / "model.safetensors").is_file()

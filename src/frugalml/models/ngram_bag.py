@@ -38,7 +38,7 @@ class NgramBagClassifier(nn.Module):
         super().__init__()
         self.embedding = nn.EmbeddingBag(buckets, embedding_dim, mode="sum")
         # inputs come from csr_to_bags of a summed CSR: no bucket appears twice in a bag (ghost norms use it)
-        self.embedding.frugalml_unique_per_bag = True
+        self.embedding.frugalml_unique_per_bag = True  # type: ignore[assignment]  # a marker attribute
         nn.init.normal_(self.embedding.weight, std=0.02)
         layers: list[nn.Module] = []
         if hidden_dim:
@@ -228,7 +228,7 @@ class TextClassifier:
         """
         if metadata.get("format") != "frugalml.ngram_bag/1":
             raise ValueError(f"unknown model format {metadata.get('format')!r}")
-        hashing = HashingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in metadata["hashing"].items()})
+        hashing = HashingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in metadata["hashing"].items()})  # type: ignore[arg-type]
         module = NgramBagClassifier(**metadata["model_config"])
         module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
         module.eval()

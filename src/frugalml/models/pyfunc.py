@@ -43,10 +43,10 @@ def save_text_classifier(model: TextClassifier, directory: str | Path) -> None:
     (directory / METADATA_FILE).write_text(json.dumps(model.metadata(), indent=2))
 
 
-class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):
+class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow.pyfunc is lazy
     """``predict(frame) -> frame(label, probability_<name>...)``."""
 
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:  # type: ignore[name-defined]
         """Load weights from the ``model_dir`` artifact.
 
         Args:

@@ -16,7 +16,7 @@ class SampleParams(Strict):
     seed: int = 0
 
 
-def _default_label_rule() -> dict[str, int]:
+def _default_label_rule() -> dict[str, int | None]:
     return {"spam*": 1, "*ham*": 0}
 
 
@@ -42,7 +42,7 @@ class IngestParams(Strict):
     def _patterns(cls, value: dict[str, int | None]) -> dict[str, int | None]:
         if any(not pattern.strip() for pattern in value):
             raise ValueError("label_rule patterns must not be empty")
-        kept = {pattern: label for pattern, label in value.items() if label is not None}
+        kept: dict[str, int | None] = {pattern: label for pattern, label in value.items() if label is not None}
         if not kept:
             raise ValueError("label_rule needs at least one pattern with a label, e.g. {'spam*': 1, '*ham*': 0}")
         return kept

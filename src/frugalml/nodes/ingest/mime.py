@@ -212,6 +212,8 @@ def decode_payload(part: Message) -> tuple[str, bool]:
         return "", False
     if isinstance(payload, str):  # pragma: no cover - compat32 returns bytes for decode=True
         return payload, False
+    if not isinstance(payload, bytes):  # pragma: no cover - a multipart container has no payload of its own
+        return "", False
     charset = part.get_content_charset() or "us-ascii"
     if _is_latin1(charset):
         return payload.decode("latin-1").translate(_C1_AS_CP1252), False
@@ -236,7 +238,8 @@ def parse_message(raw: bytes, *, max_body_chars: int = 200_000) -> dict[str, Any
         A dict with the header and body columns of :data:`EMAIL_COLUMNS`.
     """
     message = email.message_from_bytes(raw, policy=policy.compat32)
-    plain, html = [], []
+    plain: list[str] = []
+    html: list[str] = []
     attachments = 0
     charset_fallback = False
     for part in message.walk():

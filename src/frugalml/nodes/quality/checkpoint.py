@@ -17,7 +17,7 @@ def _run_checkpoint(view: pd.DataFrame, name: str, expectations: list[Any]) -> t
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
+    context.variables.progress_bars = {"globally": False}  # type: ignore[assignment]  # GX accepts the dict
     with tempfile.TemporaryDirectory(prefix="gx-docs-") as docs_dir:
         for site in list(context.list_data_docs_sites()):
             context.delete_data_docs_site(site)
@@ -25,7 +25,7 @@ def _run_checkpoint(view: pd.DataFrame, name: str, expectations: list[Any]) -> t
             "frugalml",
             {
                 "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
+                "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]  # a SiteBuilder option
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },
