@@ -12,7 +12,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.test_pipeline import make_project, run
+from tests.helpers import make_project, run, store_uri
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_flipped_labels_are_quarantined_before_training(tmp_path, corpus_path, s
     project = make_project(tmp_path, corpus_path, PARAMS, catalog, governance={"privacy": {"require_dp": False}})
     run_id = run(project, "modelling", monkeypatch)
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{project}/mlruns/mlflow.db")
+    client = MlflowClient(tracking_uri=store_uri(project))
     finished = client.get_run(run_id)
     metrics = finished.data.metrics
     assert finished.info.status == "FINISHED" and metrics["test.accuracy"] > 0.8
