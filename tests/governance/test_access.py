@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from frugalml.errors import AccessDenied, ApprovalError, GovernanceError, ParameterError
 from frugalml.governance.approvals import details_digest, validate_details
@@ -20,11 +21,12 @@ from frugalml.governance.rbac import (
     check_pipelines,
     current_identity,
     load_governance,
+    load_governance_file,
     parse_governance,
 )
 from frugalml.governance.service import GovernanceService, ServiceError
 from frugalml.governance.signing import SigningKey
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ALICE, BOB, CAROL = (
     Identity("alice", "mlflow-server", authenticated=True),
@@ -111,6 +113,9 @@ def test_a_configured_server_is_used_even_when_the_tracking_uri_is_unset(config,
         ({"rolez": {}}, "rolez"),
         ({"privacy": {"default_budget_epsilon": float("inf")}}, "default_budget_epsilon"),
         ({"privacy": {"budgets": {"rows:0123456789abcdef": float("inf")}}}, "finite"),
+        ({"mlflow_permissions": {"viewer": "WRITE"}}, r"mlflow_permissions.viewer\n.*'READ', 'EDIT' or 'MANAGE'"),
+        ({"mlflow_permissions": {"viewer": "USE"}}, "mlflow_permissions.viewer"),
+        ({"mlflow_permissions": {"admin": "MANAGE"}}, "admin role is not mapped"),
     ],
 )
 def test_bad_governance_config_names_the_key(config, change, message):
@@ -354,6 +359,9 @@ def test_a_spend_follows_its_rows_whatever_their_table(tmp_path, sample_emails, 
         ({"two_person_operations": ["promote_production"]}, "no longer need a second person"),
         ({"registry": {"protected_aliases": []}}, "no longer protected"),
         ({"roles": {"viewer": {"pipelines": ["*"], "operations": []}}}, "roles.viewer"),
+        ({"mlflow_permissions": {"viewer": "EDIT"}}, "mlflow_permissions.viewer: READ -> EDIT"),
+        ({"mlflow_permissions": {"data-scientist": "MANAGE"}}, "mlflow_permissions.data-scientist: EDIT -> MANAGE"),
+        ({"mlflow_permissions": {"auditor": "READ"}}, "mlflow_permissions.auditor: NO_PERMISSIONS -> READ"),
     ],
 )
 def test_every_weakening_is_found(config, change, finding):
@@ -403,7 +411,110 @@ def test_stronger_settings_are_not_weakenings(config):
     merged["audit"] = {**merged["audit"], "retention_days": 365}
     merged["two_person_operations"] = [*merged["two_person_operations"], "change_governance"]
     merged["identity"] = {**merged["identity"], "local_user_roles": ["viewer"]}  # fewer grants than before
+    merged["mlflow_permissions"] = {"data-scientist": "READ", "approver": "NO_PERMISSIONS"}  # lower, viewer none
     assert weakenings(config, parse_governance(merged)) == []
+
+
+def test_a_raised_mlflow_permission_in_conf_local_is_refused_without_an_approval(tmp_path, config, log):
+    from frugalml.governance.policy import enforce, local_baseline
+
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (conf / "base" / "governance.yml").write_text((REPO / "conf" / "base" / "governance.yml").read_text())
+    raised = {"mlflow_permissions": {**config.mlflow_permissions, "viewer": "MANAGE"}}
+    (conf / "local" / "governance.yml").write_text(yaml.safe_dump(raised))
+    effective = load_governance(conf, "local")
+    assert effective.mlflow_permissions["viewer"] == "MANAGE"  # conf/local replaces base's map
+    baseline = local_baseline(tmp_path)  # no git here: conf/base/governance.yml on disk
+    assert baseline.mlflow_permissions == config.mlflow_permissions
+    with pytest.raises(GovernanceError, match=r"weakens governance: mlflow_permissions.viewer: READ -> MANAGE"):
+        enforce(effective, baseline, client=None, accepted=[], identity=ALICE, refusal_log=log)
+    assert log.records()[-2]["kind"] == "governance.refused"
+
+
+# --- the one governance loader -----------------------------------------------------------------------------
+def test_the_permission_map_is_in_governance_yml_with_the_old_values_as_defaults(config):
+    from frugalml.governance.rbac import DEFAULT_MLFLOW_PERMISSIONS
+
+    committed = yaml.safe_load((REPO / "conf" / "base" / "governance.yml").read_text())
+    assert committed["mlflow_permissions"] == {"data-scientist": "EDIT", "approver": "READ", "viewer": "READ"}
+    assert config.mlflow_permissions == committed["mlflow_permissions"] == DEFAULT_MLFLOW_PERMISSIONS
+    old = {k: v for k, v in committed.items() if k != "mlflow_permissions"}  # a governance.yml from before
+    assert parse_governance(old).mlflow_permissions == DEFAULT_MLFLOW_PERMISSIONS
+
+
+@pytest.mark.parametrize("layout", ["no conf folder", "empty conf", "other config only"])
+def test_no_governance_yml_gives_the_defaults(tmp_path, layout):
+    conf = tmp_path / "conf"
+    if layout != "no conf folder":
+        (conf / "base").mkdir(parents=True)
+        (conf / "local").mkdir()
+    if layout == "other config only":
+        (conf / "base" / "parameters.yml").write_text("seed: 1\n")
+    for env in ("local", None):
+        assert load_governance(conf, env) == parse_governance({})
+    assert load_governance_file(None) == parse_governance({})
+
+
+@pytest.mark.parametrize("where", ["base", "local"])
+def test_a_broken_governance_yml_is_a_parameter_error_naming_the_file(tmp_path, where):
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (conf / "base" / "governance.yml").write_text((REPO / "conf" / "base" / "governance.yml").read_text())
+    broken = conf / where / "governance.yml"
+    broken.write_text("audit:\n  enabled: [true\nusers: {\n")
+    with pytest.raises(ParameterError, match=rf"{where}/governance.yml"):
+        load_governance(conf, "local")
+    with pytest.raises(ParameterError, match="governance.yml.*not valid YAML"):
+        load_governance_file(broken)
+    broken.write_text("- a list\n- not settings\n")
+    with pytest.raises(ParameterError, match="mapping"):
+        load_governance_file(broken)
+    with pytest.raises(ParameterError, match="no governance file"):
+        load_governance_file(tmp_path / "missing.yml")
+
+
+def test_env_none_reads_base_alone_and_an_env_replaces_whole_blocks(tmp_path):
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (conf / "base" / "governance.yml").write_text((REPO / "conf" / "base" / "governance.yml").read_text())
+    (conf / "local" / "governance.yml").write_text("identity:\n  local_user_roles: [viewer]\n")
+    assert load_governance(conf, None).identity.local_user_roles == ["data-scientist"]
+    local = load_governance(conf, "local")
+    assert local.identity.local_user_roles == ["viewer"] and local.identity.server is None
+    assert local.users == load_governance(conf, None).users
+
+
+@pytest.mark.filterwarnings("ignore:.*register_new_resolver:UserWarning")  # OmegaConf's, about Kedro's loader
+def test_the_kedro_hook_reads_governance_with_the_one_loader(tmp_path):
+    from types import SimpleNamespace
+
+    from kedro.config import OmegaConfigLoader
+
+    from frugalml.config import CONFIG_LOADER_ARGS
+    from frugalml.governance.hooks import AccessControlHook, GovernanceState
+
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "local").mkdir()
+    (conf / "base" / "governance.yml").write_text((REPO / "conf" / "base" / "governance.yml").read_text())
+    (conf / "local" / "governance.yml").write_text("identity:\n  local_user_roles: [viewer]\n")
+    for env, roles in ((None, ["viewer"]), ("local", ["viewer"]), ("base", ["data-scientist"])):
+        loader = OmegaConfigLoader(conf_source=str(conf), env=env, **CONFIG_LOADER_ARGS)  # as a session builds it
+        context = SimpleNamespace(config_loader=loader, project_path=tmp_path, env=env, params={})
+        state = GovernanceState()
+        AccessControlHook(state).after_context_created(context)
+        assert state.config == load_governance(conf, env or "local")
+        assert state.config.identity.local_user_roles == roles, env
+    (conf / "local" / "governance.yml").write_text("identity: {local_user_roles: [viewer]\n")
+    loader = OmegaConfigLoader(conf_source=str(conf), env=None, **CONFIG_LOADER_ARGS)
+    with pytest.raises(ParameterError, match="local/governance.yml"):
+        AccessControlHook(GovernanceState()).after_context_created(
+            SimpleNamespace(config_loader=loader, project_path=tmp_path, env=None, params={})
+        )
 
 
 def test_a_weaker_config_is_refused_and_audited_in_the_baseline_trail(config, log):

@@ -31,7 +31,7 @@ from frugalml.governance.checklist import (
     tracked_files,
     write_secrets_baseline,
 )
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 #: This module and the baseline are new: until they are committed, `git ls-files` in the repository lacks them.
 _OWN_NEW_FILES = (SECRETS_BASELINE, "tests/governance/test_checklist.py")

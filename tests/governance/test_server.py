@@ -11,6 +11,8 @@ import configparser
 import os
 import secrets
 import stat
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -26,7 +28,8 @@ from kedro.framework.startup import bootstrap_project
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from frugalml.errors import AccessDenied, GovernanceError
+from frugalml.errors import AccessDenied, GovernanceError, ParameterError
+from frugalml.governance.rbac import load_governance_file
 from frugalml.governance.server import (
     ADMIN_PASSWORD_ENV,
     admin_password_from_env,
@@ -40,8 +43,7 @@ from frugalml.governance.server import (
     start_server,
     write_auth_config,
 )
-from tests.conftest import REPO
-from tests.test_pipeline import SMALL, make_project
+from tests.helpers import REPO, SMALL, make_project
 
 pytestmark = pytest.mark.slow
 
@@ -286,6 +288,63 @@ def test_provisioning_resets_a_changed_password_and_role(server, provisioned):
     back = provision(server.uri, GOVERNANCE, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
     assert back["updated"] == ["bob"] and back["permissions"]["bob"] == "READ"
     assert authenticated_user(server.uri, "bob", PASSWORDS["bob"]) == "bob"
+
+
+def _server_permissions(server, user: str) -> set[str]:
+    """What the server itself says ``user`` may do on the experiment and the registry model."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        from mlflow.server import get_app_client
+
+        auth = get_app_client("basic-auth", tracking_uri=server.uri)
+        experiment = MlflowClient(server.uri).get_experiment_by_name("frugalml").experiment_id
+        return {auth.get_user_permission(user, "experiment", experiment).permission,
+                auth.get_user_permission(user, "registered_model", "frugalml-text-classifier").permission}  # fmt: skip
+
+
+def test_provisioning_applies_the_permission_map_of_governance_yml(server, provisioned):
+    record = load_governance_file(REPO / "conf" / "base" / "governance.yml")  # what the CLI provisions from
+    assert record.mlflow_permissions == GOVERNANCE["mlflow_permissions"]
+    mapped = GOVERNANCE["mlflow_permissions"]
+    assert provisioned["permissions"] == {user: mapped[roles[0]] for user, roles in GOVERNANCE["users"].items()
+                                          if user != "admin"}  # fmt: skip
+    assert _server_permissions(server, "carol") == {GOVERNANCE["mlflow_permissions"]["viewer"]}
+
+    raised = {**GOVERNANCE, "mlflow_permissions": {**GOVERNANCE["mlflow_permissions"], "viewer": "EDIT"}}
+    changed = provision(server.uri, raised, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
+    assert changed["updated"] == ["carol"] and changed["permissions"]["carol"] == "EDIT"
+    assert _server_permissions(server, "carol") == {"EDIT"}
+    unmapped = {**GOVERNANCE, "mlflow_permissions": {"data-scientist": "EDIT", "approver": "READ"}}
+    untouched = provision(server.uri, unmapped, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)
+    assert "carol" not in untouched["permissions"] and _server_permissions(server, "carol") == {"EDIT"}
+
+    back = provision(server.uri, record, admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)  # a validated config
+    assert back["updated"] == ["carol"] and back["permissions"] == provisioned["permissions"]
+    assert _server_permissions(server, "carol") == {"READ"}
+    with pytest.raises(ParameterError, match="mlflow_permissions.viewer"):  # refused before anything changes
+        provision(server.uri, {**GOVERNANCE, "mlflow_permissions": {"viewer": "WRITE"}},
+                  admin_password=ADMIN_PASSWORD, passwords=PASSWORDS)  # fmt: skip
+    assert _server_permissions(server, "carol") == {"READ"}
+
+
+def test_cli_refuses_an_invalid_or_missing_governance_yml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ADMIN_PASSWORD_ENV, ADMIN_PASSWORD)
+    unused = f"http://127.0.0.1:{free_port()}"  # nothing is contacted: the config is refused first
+    assert main(["--project", str(tmp_path), "provision", "--uri", unused]) == 2
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    governance = tmp_path / "conf" / "base" / "governance.yml"
+    governance.write_text(yaml.safe_dump({**GOVERNANCE, "mlflow_permissions": {"viewer": "WRITE"}}))
+    assert main(["--project", str(tmp_path), "provision", "--uri", unused]) == 2
+    governance.write_text("users: [\n")
+    assert main(["--project", str(tmp_path), "provision", "--uri", unused]) == 2
+
+
+def test_the_command_line_runs_as_a_module():
+    shown = subprocess.run([sys.executable, "-m", "frugalml.governance.server", "--help"], capture_output=True,
+                           text=True, timeout=120, check=False)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "start" in shown.stdout and "provision" in shown.stdout and "--project" in shown.stdout
 
 
 def test_provisioning_refuses_a_weak_user_password_before_changing_anything(server, provisioned):

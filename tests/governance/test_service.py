@@ -26,8 +26,7 @@ from frugalml.governance.audit import AuditLog, record_hash
 from frugalml.governance.client import GovernanceClient
 from frugalml.governance.server import free_port, provision, start_server
 from frugalml.governance.signing import SigningKey
-from tests.conftest import REPO
-from tests.test_pipeline import SMALL, make_project
+from tests.helpers import REPO, SMALL, make_project
 
 pytestmark = pytest.mark.slow
 

@@ -369,10 +369,26 @@ class AuditLog:
             return VerifyResult(False, 0, "", None, f"the trail or an anchor is malformed ({type(error).__name__}: "
                                 f"{str(error)[:200]})")  # fmt: skip
 
-    def _verify(self, extra_anchors: list[tuple[str, Any]] | None) -> VerifyResult:  # noqa: C901
+    def _verify(self, extra_anchors: list[tuple[str, Any]] | None) -> VerifyResult:
         trusted = self.trusted()
         witness_state = self.witness.witness_state() if self.witness is not None else None
-        # 1. the anchors file: every line signed by a trusted key; geneses by the witness when there is one
+        try:
+            genesis_seq, genesis_hash, heads = self._verify_anchor_file(trusted)
+            if witness_state is not None:
+                _verify_witness_genesis(trusted, witness_state, genesis_seq, genesis_hash)
+            count, head, by_seq = self._verify_chain(genesis_seq, genesis_hash)
+            heads += _extra_heads(trusted, extra_anchors, witness_state, count, head)
+            _verify_heads(heads, by_seq, genesis_seq, count, head)
+        except _Broken as broken:
+            return broken.result
+        return VerifyResult(True, count, head, vouched_by=self._vouched_by())
+
+    def _verify_anchor_file(self, trusted: TrustedKeys) -> tuple[int, str, list[tuple[str, dict[str, Any]]]]:
+        """1. The anchors file: every line signed by a trusted key; geneses by the witness when there is one.
+
+        Returns:
+            The last genesis ``(seq, hash)`` and the file's heads ``(where, anchor)``.
+        """
         genesis_roles = {"witness"} if self.witness is not None else {"local", "witness"}
         heads: list[tuple[str, dict[str, Any]]] = []
         genesis_seq, genesis_hash = 0, GENESIS
@@ -383,80 +399,32 @@ class AuditLog:
             if problem is None and not _well_formed(anchor):
                 problem = "malformed (needs kind, seq and hash)"
             if problem is not None:
-                return VerifyResult(False, 0, "", None, f"anchor {where} is not acceptable: {problem}")
+                raise _Broken(VerifyResult(False, 0, "", None, f"anchor {where} is not acceptable: {problem}"))
             if is_genesis:
                 if int(anchor["seq"]) < genesis_seq:
-                    return VerifyResult(False, 0, "", None, f"anchor {where}: a genesis older than the one before")
+                    raise _Broken(VerifyResult(False, 0, "", None,
+                                               f"anchor {where}: a genesis older than the one before"))  # fmt: skip
                 genesis_seq, genesis_hash = int(anchor["seq"]), str(anchor["hash"])
             else:
                 heads.append((where, anchor))
-        if witness_state is not None:
-            served = witness_state.get("genesis")
-            served_seq = int(served["seq"]) if served else 0
-            if served and trusted.check(served, roles={"witness"}) is not None:
-                return VerifyResult(False, 0, "", None, "the witness's genesis does not verify")
-            if served_seq != genesis_seq or (served and served["hash"] != genesis_hash):
-                return VerifyResult(False, 0, "", None, f"the chain starts after seq {genesis_seq} but the witness "
-                                    f"purged only up to seq {served_seq}: records at the start were removed "
-                                    "or a genesis was forged")  # fmt: skip
-        # 2. the chain itself
+        return genesis_seq, genesis_hash, heads
+
+    def _verify_chain(self, genesis_seq: int, genesis_hash: str) -> tuple[int, str, dict[int, str]]:
+        """2. The chain itself, from the genesis on.
+
+        Returns:
+            ``(records, head hash, seq -> record hash)``.
+        """
         prev, expected_seq, count, head = genesis_hash, genesis_seq + 1, 0, genesis_hash
         by_seq: dict[int, str] = {}
         for number, line in self._lines():
-            if not line.endswith("\n"):
-                return VerifyResult(False, count, head, number, "the last record is truncated (no line end)")
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return VerifyResult(False, count, head, number, "the line is not valid JSON (edited or truncated)")
-            if not isinstance(record, dict) or "hash" not in record or not isinstance(record.get("seq"), int):
-                return VerifyResult(False, count, head, number, "the line is not an audit record")
-            if record_hash(record) != record["hash"]:
-                return VerifyResult(False, count, head, number, f"record seq {record['seq']} was edited")
-            if record["seq"] != expected_seq:
-                what = "deleted or reordered" if record["seq"] > expected_seq else "inserted or reordered"
-                return VerifyResult(False, count, head, number, f"record seq {record['seq']} where seq "
-                                    f"{expected_seq} was expected: records were {what}")  # fmt: skip
-            if record.get("prev") != prev:
-                return VerifyResult(
-                    False, count, head, number,
-                    f"record seq {record['seq']} does not chain to the record before it (inserted, deleted or "
-                    "reordered records)",
-                )  # fmt: skip
+            record = _next_record(line, prev, expected_seq)
+            if isinstance(record, str):
+                raise _Broken(VerifyResult(False, count, head, number, record))
             prev, head, expected_seq = record["hash"], record["hash"], record["seq"] + 1
             by_seq[record["seq"]] = record["hash"]
             count += 1
-        last_seq = expected_seq - 1
-        # 3. every head: the file's, MLflow's, and the witness's latest
-        for where, raw in extra_anchors or []:
-            anchor = raw
-            if isinstance(raw, str):
-                try:
-                    anchor = json.loads(raw)
-                except json.JSONDecodeError:
-                    anchor = raw
-            problem = trusted.check(anchor)
-            if problem is None and not _well_formed(anchor):
-                problem = "malformed (needs kind, seq and hash)"
-            if problem is not None:
-                return VerifyResult(False, count, head, None, f"anchor in {where} is not acceptable: {problem}")
-            heads.append((where, anchor))
-        if witness_state is not None and witness_state.get("head"):
-            served_head = witness_state["head"]
-            if trusted.check(served_head, roles={"witness"}) is not None:
-                return VerifyResult(False, count, head, None, "the witness's head does not verify")
-            heads.append(("the governance server (witness)", served_head))
-        for where, anchor in heads:
-            seq, digest = int(anchor["seq"]), str(anchor["hash"])
-            if seq <= genesis_seq:
-                continue  # purged under a signed genesis
-            if seq > last_seq:
-                return VerifyResult(False, count, head, count + 1, f"{where} anchors seq {seq} but the chain ends "
-                                    f"at seq {last_seq}: records at the end were deleted")  # fmt: skip
-            if by_seq[seq] != digest:
-                return VerifyResult(False, count, head, None,
-                                    f"record seq {seq} differs from the head anchored in {where}")  # fmt: skip
-        return VerifyResult(True, count, head, vouched_by=self._vouched_by())
+        return count, head, by_seq
 
     def verify_all(self) -> VerifyResult:
         """:meth:`verify` with the MLflow anchors of ``mlflow_anchors``.
@@ -540,6 +508,94 @@ class AuditLog:
         self.append("audit.purge", actor=actor, before=before.isoformat(), removed=len(removed),
                     genesis=genesis["hash"])  # fmt: skip
         return len(removed)
+
+
+class _Broken(Exception):  # a verdict handed back from a verification step, caught in AuditLog._verify
+    """A verification step found the trail broken; ``result`` says where and why."""
+
+    def __init__(self, result: VerifyResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+def _verify_witness_genesis(trusted: TrustedKeys, witness_state: dict[str, Any], genesis_seq: int,
+                            genesis_hash: str) -> None:  # fmt: skip
+    """The chain starts where the witness purged it up to, under the genesis it signed."""
+    served = witness_state.get("genesis")
+    served_seq = int(served["seq"]) if served else 0
+    if served and trusted.check(served, roles={"witness"}) is not None:
+        raise _Broken(VerifyResult(False, 0, "", None, "the witness's genesis does not verify"))
+    if served_seq != genesis_seq or (served and served["hash"] != genesis_hash):
+        raise _Broken(VerifyResult(False, 0, "", None, f"the chain starts after seq {genesis_seq} but the witness "
+                                   f"purged only up to seq {served_seq}: records at the start were removed "
+                                   "or a genesis was forged"))  # fmt: skip
+
+
+def _next_record(line: str, prev: str, expected_seq: int) -> dict[str, Any] | str:
+    """One line of the trail as the record expected next, or (a string) why it is not that record."""
+    if not line.endswith("\n"):
+        return "the last record is truncated (no line end)"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return "the line is not valid JSON (edited or truncated)"
+    if not isinstance(record, dict) or "hash" not in record or not isinstance(record.get("seq"), int):
+        return "the line is not an audit record"
+    if record_hash(record) != record["hash"]:
+        return f"record seq {record['seq']} was edited"
+    if record["seq"] != expected_seq:
+        what = "deleted or reordered" if record["seq"] > expected_seq else "inserted or reordered"
+        return f"record seq {record['seq']} where seq {expected_seq} was expected: records were {what}"
+    if record.get("prev") != prev:
+        return (f"record seq {record['seq']} does not chain to the record before it (inserted, deleted or "
+                "reordered records)")  # fmt: skip
+    return record
+
+
+def _extra_heads(
+    trusted: TrustedKeys,
+    extra_anchors: list[tuple[str, Any]] | None,
+    witness_state: dict[str, Any] | None,
+    count: int,
+    head: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """3a. The heads from outside the anchors file: MLflow's (``extra_anchors``) and the witness's latest."""
+    heads: list[tuple[str, dict[str, Any]]] = []
+    for where, raw in extra_anchors or []:
+        anchor = raw
+        if isinstance(raw, str):
+            try:
+                anchor = json.loads(raw)
+            except json.JSONDecodeError:
+                anchor = raw
+        problem = trusted.check(anchor)
+        if problem is None and not _well_formed(anchor):
+            problem = "malformed (needs kind, seq and hash)"
+        if problem is not None:
+            raise _Broken(VerifyResult(False, count, head, None, f"anchor in {where} is not acceptable: {problem}"))
+        heads.append((where, anchor))
+    if witness_state is not None and witness_state.get("head"):
+        served_head = witness_state["head"]
+        if trusted.check(served_head, roles={"witness"}) is not None:
+            raise _Broken(VerifyResult(False, count, head, None, "the witness's head does not verify"))
+        heads.append(("the governance server (witness)", served_head))
+    return heads
+
+
+def _verify_heads(heads: list[tuple[str, dict[str, Any]]], by_seq: dict[int, str], genesis_seq: int, count: int,
+                  head: str) -> None:  # fmt: skip
+    """3b. Every head (the file's, MLflow's, the witness's) names a record of the chain, with its hash."""
+    last_seq = genesis_seq + count
+    for where, anchor in heads:
+        seq, digest = int(anchor["seq"]), str(anchor["hash"])
+        if seq <= genesis_seq:
+            continue  # purged under a signed genesis
+        if seq > last_seq:
+            raise _Broken(VerifyResult(False, count, head, count + 1, f"{where} anchors seq {seq} but the chain "
+                                       f"ends at seq {last_seq}: records at the end were deleted"))  # fmt: skip
+        if by_seq[seq] != digest:
+            raise _Broken(VerifyResult(False, count, head, None,
+                                       f"record seq {seq} differs from the head anchored in {where}"))  # fmt: skip
 
 
 def _well_formed(anchor: Any) -> bool:

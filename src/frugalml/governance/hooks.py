@@ -21,7 +21,8 @@ from kedro.framework.hooks import hook_impl
 
 from frugalml.errors import AccessDenied, AuditIntegrityError
 from frugalml.governance.audit import AuditLog
-from frugalml.governance.rbac import GovernanceConfig, Identity, check_pipelines, parse_governance
+from frugalml.governance.rbac import GovernanceConfig, Identity, check_pipelines, load_governance
+from frugalml.tags import MODEL_TRAINING_TAG  # noqa: F401  (nodes that train a released model; kept importable here)
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +75,6 @@ def _layer(catalog: Any, name: str) -> str | None:
         if part[:2].isdigit() and "_" in part:
             return part
     return None
-
-
-MODEL_TRAINING_TAG = "model_training"  # the tag of nodes that train a released model (spend privacy budget)
 
 
 def _privacy_of(node: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
@@ -139,12 +137,10 @@ class AccessControlHook:
 
         from frugalml.governance.context import open_log
 
-        try:
-            raw = context.config_loader["governance"]
-        except MissingConfigException:  # no governance.yml: defaults (audit on, nobody but local users)
-            raw = {}
+        loader = context.config_loader
         state = self.state
-        state.config = parse_governance(dict(raw))
+        # the session's conf folder and env, read by the one governance loader (no governance.yml: the defaults)
+        state.config = load_governance(loader.conf_source, loader.env or loader.default_run_env)
         state.project_path = Path(context.project_path)
         state.env = context.env
         state.params = dict(context.params)

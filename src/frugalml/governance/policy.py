@@ -5,9 +5,10 @@ one, else ``conf/base/governance.yml`` as committed in git (``HEAD``), else that
 governance is what a run or command would use (``conf/base`` with ``conf/<env>`` over it, uncommitted edits
 included). Every way the effective config is weaker than the baseline is listed by :func:`weakenings`: audit
 off or moved to another file (a fresh ledger), shorter retention, DP not required, larger budgets or budget
-ceiling, another or no governance server, more roles for local users, roles or users granted more, fewer
-two-person operations or protected aliases. A weaker config runs only under an approved ``change_governance``
-request for its digest (:func:`governance_digest`); the refusal is audited in the baseline's audit trail.
+ceiling, another or no governance server, more roles for local users, roles or users granted more, a role given
+a higher MLflow permission (``mlflow_permissions``), fewer two-person operations or protected aliases. A weaker
+config runs only under an approved ``change_governance`` request for its digest (:func:`governance_digest`); the
+refusal is audited in the baseline's audit trail.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from frugalml.errors import GovernanceError, ParameterError
-from frugalml.governance.rbac import SETUP_HINT, GovernanceConfig, parse_governance
+from frugalml.errors import GovernanceError
+from frugalml.governance.rbac import (
+    PERMISSION_RANK,
+    SETUP_HINT,
+    GovernanceConfig,
+    parse_governance,
+    parse_governance_text,
+)
 
 
 def governance_digest(config: GovernanceConfig) -> str:
@@ -44,7 +49,15 @@ def _grants(config: GovernanceConfig, role: str) -> set[tuple[str, str]]:
     return {("pipeline", p) for p in spec.pipelines} | {("operation", o) for o in spec.operations}
 
 
-def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:  # noqa: C901
+def _union(config: GovernanceConfig, roles: list[str]) -> set[tuple[str, str]]:
+    return set().union(*(_grants(config, role) for role in roles)) if roles else set()
+
+
+def _shown(grants: set[tuple[str, str]]) -> list[str]:
+    return sorted(f"{kind} {name}" for kind, name in grants)
+
+
+def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
     """Every way ``effective`` is weaker than ``baseline``.
 
     Args:
@@ -54,6 +67,13 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
     Returns:
         Human-readable findings (empty when nothing is weaker).
     """
+    checks = (_audit_weakenings, _privacy_weakenings, _identity_weakenings, _grant_weakenings,
+              _permission_weakenings, _protection_weakenings)  # fmt: skip
+    return [finding for check in checks for finding in check(baseline, effective)]
+
+
+def _audit_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """Audit off, moved to another file (a fresh ledger), shorter retention, no dataset hashes."""
     out: list[str] = []
     a, b = baseline.audit, effective.audit
     if a.enabled and not b.enabled:
@@ -64,6 +84,12 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
         out.append(f"audit.retention_days: {a.retention_days} -> {b.retention_days}")
     if a.hash_datasets and not b.hash_datasets:
         out.append("audit.hash_datasets: true -> false (no lineage evidence)")
+    return out
+
+
+def _privacy_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """DP not required, a larger default budget, budget ceiling or per-dataset budget."""
+    out: list[str] = []
     p, q = baseline.privacy, effective.privacy
     if p.require_dp and not q.require_dp:
         out.append("privacy.require_dp: true -> false (training without DP with no approval)")
@@ -76,6 +102,12 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
         after = q.budgets.get(key, q.default_budget_epsilon)
         if after > before:
             out.append(f"privacy.budgets[{key}]: {before} -> {after}")
+    return out
+
+
+def _identity_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """Another or no governance server, another witness key, more grants for unauthenticated local users."""
+    out: list[str] = []
     if effective.identity.server != baseline.identity.server:
         out.append(f"identity.server: {baseline.identity.server} -> {effective.identity.server} (identities "
                    "authenticated by a server that is not the governance of record's)")  # fmt: skip
@@ -85,24 +117,41 @@ def weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[
             f"identity.server_fingerprint: {baseline.identity.server_fingerprint} -> "
             f"{effective.identity.server_fingerprint} (another witness key)"
         )
-
-    def union(config: GovernanceConfig, roles: list[str]) -> set[tuple[str, str]]:
-        return set().union(*(_grants(config, role) for role in roles)) if roles else set()
-
-    def shown(grants: set[tuple[str, str]]) -> list[str]:
-        return sorted(f"{kind} {name}" for kind, name in grants)
-
-    gained = union(effective, effective.identity.local_user_roles) - union(baseline, baseline.identity.local_user_roles)
+    gained = _union(effective, effective.identity.local_user_roles) - _union(
+        baseline, baseline.identity.local_user_roles
+    )
     if gained:
-        out.append(f"identity.local_user_roles: unauthenticated users gain {shown(gained)}")
+        out.append(f"identity.local_user_roles: unauthenticated users gain {_shown(gained)}")
+    return out
+
+
+def _grant_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """Roles that may run more, users with more roles (the admin role included)."""
+    out: list[str] = []
     for role in effective.roles:
         gained = _grants(effective, role) - _grants(baseline, role)
         if gained:
-            out.append(f"roles.{role}: gains {shown(gained)}")
+            out.append(f"roles.{role}: gains {_shown(gained)}")
     for user, roles in effective.users.items():
-        gained = union(effective, roles) - union(baseline, baseline.users.get(user, []))
+        gained = _union(effective, roles) - _union(baseline, baseline.users.get(user, []))
         if gained or ("admin" in roles and "admin" not in baseline.users.get(user, [])):
-            out.append(f"users.{user}: gains {shown(gained) or ['the admin role']}")
+            out.append(f"users.{user}: gains {_shown(gained) or ['the admin role']}")
+    return out
+
+
+def _permission_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """A role given a higher MLflow permission than the record's (a role the record does not map has none)."""
+    out: list[str] = []
+    for role, after in effective.mlflow_permissions.items():
+        before = baseline.mlflow_permissions.get(role, "NO_PERMISSIONS")
+        if PERMISSION_RANK[after] > PERMISSION_RANK[before]:
+            out.append(f"mlflow_permissions.{role}: {before} -> {after} (more on the MLflow experiment and models)")
+    return out
+
+
+def _protection_weakenings(baseline: GovernanceConfig, effective: GovernanceConfig) -> list[str]:
+    """Fewer two-person operations or protected registry aliases."""
+    out: list[str] = []
     dropped = set(baseline.two_person_operations) - set(effective.two_person_operations)
     if dropped:
         out.append(f"two_person_operations: {sorted(dropped)} no longer need a second person")
@@ -137,10 +186,7 @@ def local_baseline(root: Path) -> GovernanceConfig:
         text = None
     if text is None and (root / relative).is_file():
         text = (root / relative).read_text()
-    try:
-        return parse_governance(yaml.safe_load(text) or {} if text else {})
-    except yaml.YAMLError as error:
-        raise ParameterError(f"{relative}: not valid YAML: {error}") from None
+    return parse_governance_text(text or "", relative)
 
 
 def server_baseline(client: Any) -> tuple[GovernanceConfig, list[str]]:

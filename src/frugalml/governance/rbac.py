@@ -13,13 +13,16 @@ import fnmatch
 import getpass
 import math
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from frugalml.config import load_config
 from frugalml.errors import AccessDenied, ParameterError
 
 
@@ -79,6 +82,18 @@ class PrivacyBudgets(_Strict):
         return budgets
 
 
+#: The MLflow permissions (``mlflow.server.auth.permissions``) a governance role may be given, weakest first.
+MlflowPermission = Literal["NO_PERMISSIONS", "READ", "EDIT", "MANAGE"]
+PERMISSION_RANK = {"NO_PERMISSIONS": 0, "READ": 1, "EDIT": 2, "MANAGE": 3}
+#: governance role -> MLflow permission on the frugalml experiment and registry models, when governance.yml has
+#: no ``mlflow_permissions`` (``admin`` users are MLflow admins and need none).
+DEFAULT_MLFLOW_PERMISSIONS: dict[str, MlflowPermission] = {
+    "data-scientist": "EDIT",
+    "approver": "READ",
+    "viewer": "READ",
+}
+
+
 class GovernanceConfig(_Strict):
     """The whole ``governance.yml``."""
 
@@ -89,6 +104,15 @@ class GovernanceConfig(_Strict):
     roles: dict[str, RoleSpec] = Field(default_factory=dict)
     users: dict[str, list[str]] = Field(default_factory=dict)
     two_person_operations: list[str] = Field(default_factory=list)
+    # what the governance server grants each role on the experiment and the registry models (provisioning)
+    mlflow_permissions: dict[str, MlflowPermission] = Field(default_factory=lambda: dict(DEFAULT_MLFLOW_PERMISSIONS))
+
+    @field_validator("mlflow_permissions")
+    @classmethod
+    def _no_admin_permission(cls, permissions: dict[str, MlflowPermission]) -> dict[str, MlflowPermission]:
+        if "admin" in permissions:
+            raise ValueError("the admin role is not mapped: users with it are MLflow admins, who may do anything")
+        return permissions
 
     def model_post_init(self, _context: Any) -> None:
         """Every role a user or the local default names must exist."""
@@ -116,34 +140,31 @@ def parse_governance(config: dict[str, Any]) -> GovernanceConfig:
         raise ParameterError(f"governance.yml: {error}") from None
 
 
-def load_governance(conf_source: str | Path = "conf", env: str = "local") -> GovernanceConfig:
-    """Read ``governance*`` through Kedro's config loader: ``conf/base`` with ``conf/<env>`` over it.
+def load_governance(conf_source: str | Path = "conf", env: str | None = "local") -> GovernanceConfig:
+    """The project's governance: ``governance*`` through :func:`frugalml.config.load_config`.
 
-    The same loader and patterns as ``settings.py`` (top-level keys of the env replace base's), so the CLI,
-    the hooks and the server read one governance.
+    The one loader of governance.yml: the Kedro hooks, the ``frugalml`` CLI and the benchmarks read it here, with
+    the project's ``OmegaConfigLoader`` settings (``conf/base`` with ``conf/<env>`` over it, top-level keys of the
+    env replacing base's). The server enforces one file instead, its copy of record (:func:`load_governance_file`).
 
     Args:
         conf_source: The ``conf`` folder.
-        env: The environment layered over ``base``.
+        env: The environment layered over ``base`` (``None``: ``base`` alone, the committed files).
 
     Returns:
         The validated config (the defaults when there is no governance file).
+
+    Raises:
+        ParameterError: A governance file is not valid YAML, or the merged config is not a valid governance
+            config (naming the file or the bad key).
     """
-    import warnings
-
-    from kedro.config import MissingConfigException, OmegaConfigLoader
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
-        loader = OmegaConfigLoader(
-            conf_source=str(conf_source), base_env="base", default_run_env=env,
-            config_patterns={"governance": ["governance*"]},
-        )  # fmt: skip
-        try:
-            raw = loader["governance"]
-        except MissingConfigException:
-            raw = {}
-    return parse_governance(dict(raw))
+    try:
+        with warnings.catch_warnings():  # OmegaConf deprecates the API Kedro registers resolvers with: not ours
+            warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
+            raw = load_config("governance", conf_source, env, default={})  # no file: MissingConfigException -> {}
+    except yaml.YAMLError as error:  # Kedro's message names the file, line and column
+        raise ParameterError(f"governance.yml in {conf_source}: {error}") from None
+    return _parse_raw(raw, f"governance in {conf_source}")
 
 
 def load_governance_file(path: str | Path | None) -> GovernanceConfig:
@@ -156,14 +177,40 @@ def load_governance_file(path: str | Path | None) -> GovernanceConfig:
         The validated config.
 
     Raises:
-        ParameterError: A missing or invalid file.
+        ParameterError: A missing file, one that is not valid YAML, or an invalid config.
     """
     if path is None:
         return parse_governance({})
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"no governance file at {path}")
-    return parse_governance(yaml.safe_load(path.read_text()) or {})
+    return parse_governance_text(path.read_text(), str(path))
+
+
+def parse_governance_text(text: str, source: str) -> GovernanceConfig:
+    """Validate the text of one governance.yml.
+
+    Args:
+        text: The YAML.
+        source: Where it came from (named in the error).
+
+    Returns:
+        The validated config (the defaults for an empty text).
+
+    Raises:
+        ParameterError: Not valid YAML, not a mapping, or not a valid governance config.
+    """
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParameterError(f"{source}: not valid YAML: {error}") from None
+    return _parse_raw(raw, source)
+
+
+def _parse_raw(raw: Any, source: str) -> GovernanceConfig:
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ParameterError(f"{source}: governance.yml must be a mapping of settings, not {type(raw).__name__}")
+    return parse_governance(dict(raw or {}))
 
 
 #: Operations an unauthenticated local user may still do (they only read).
@@ -220,7 +267,7 @@ def current_identity(config: GovernanceConfig | None = None, tracking_uri: str |
     """
     uri = server_uri(config, tracking_uri)
     if uri is not None:
-        from frugalml.governance.server import authenticated_user
+        from frugalml.governance.authentication import authenticated_user
 
         user = authenticated_user(
             uri, os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")

@@ -27,6 +27,7 @@ import re
 import sqlite3
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,36 @@ CREATE TABLE IF NOT EXISTS requests (
     approved_by TEXT, approved_at TEXT, used_by TEXT, used_at TEXT, used_for TEXT);
 CREATE TABLE IF NOT EXISTS accepted_governance (digest TEXT PRIMARY KEY, request_id TEXT NOT NULL, ts TEXT);
 """
+
+
+#: Governed routes refused outright: deleting goes through the CLI's two-person flow.
+_DELETE_REFUSALS = {
+    "runs/delete": "runs are deleted only through `frugalml runs delete` (an approved delete_runs request)",
+    "experiments/delete": "deleting an experiment deletes its runs: refused on a governed server (use `frugalml runs "
+    "delete`)",
+}
+
+
+def _values(sources: Sequence[dict[str, Any]], key: str) -> list[Any]:
+    """Every value of ``key`` in every place MLflow may read it from."""
+    return [source[key] for source in sources if key in source]
+
+
+def _move_refusal(route: str, sources: list[dict[str, Any]], protected: set[str]) -> str | None:
+    """Why setting a protected alias, or a stage transition to Production/Staging, is refused (None: it is not).
+
+    A request that names no alias (or no stage) is refused too: fail closed.
+    """
+    if route == "registered-models/alias":
+        aliases = _values(sources, "alias")
+        if not aliases or any(str(v).strip().lower() in protected for v in aliases):
+            return ("the protected aliases (" + ", ".join(sorted(protected)) + ") move only through `frugalml "
+                    "promote` (an approved promote_production request and a passing checklist)")  # fmt: skip
+        return None
+    stages = _values(sources, "stage")
+    if not stages or any(str(v).strip().lower() in ("production", "staging") for v in stages):
+        return "stage transitions to Production/Staging are refused: use `frugalml promote` (aliases)"
+    return None
 
 
 class ServiceError(Exception):
@@ -455,7 +486,7 @@ class GovernanceService:
             store.delete_run(run_id)
         return receipt
 
-    def guard(self, path: str, method: str, sources: list[dict[str, Any]] | None) -> str | None:  # noqa: C901
+    def guard(self, path: str, method: str, sources: list[dict[str, Any]] | None) -> str | None:
         """Why a REST call that would move a protected alias, a stage, delete runs or touch an audit anchor is
         refused, or None.
 
@@ -474,27 +505,18 @@ class GovernanceService:
         route = match.group(1)
         if sources is None:
             return f"{route}: a request body that cannot be parsed as JSON is refused on a governed route"
-
-        def values(key: str) -> list[Any]:
-            return [source[key] for source in sources if key in source]
-
         protected = {a.lower() for a in self.config.registry.protected_aliases}
-        if route == "registered-models/alias":
-            if any(str(v).strip().lower() in protected for v in values("alias")) or not values("alias"):
-                return ("the protected aliases (" + ", ".join(sorted(protected)) + ") move only through `frugalml "
-                        "promote` (an approved promote_production request and a passing checklist)")  # fmt: skip
-            return None
-        if route == "model-versions/transition-stage":
-            if any(str(v).strip().lower() in ("production", "staging") for v in values("stage")) or not values("stage"):
-                return "stage transitions to Production/Staging are refused: use `frugalml promote` (aliases)"
-            return None
-        if route == "runs/delete":
-            return "runs are deleted only through `frugalml runs delete` (an approved delete_runs request)"
-        if route == "experiments/delete":
-            return "deleting an experiment deletes its runs: refused on a governed server (use `frugalml runs delete`)"
+        if route in ("registered-models/alias", "model-versions/transition-stage"):
+            return _move_refusal(route, sources, protected)
+        if route in _DELETE_REFUSALS:
+            return _DELETE_REFUSALS[route]
         if route in ("runs/set-tag", "runs/delete-tag", "runs/log-batch", "runs/create"):
             return self._anchor_tag_problem(route, sources)
-        names = {str(v) for v in values("name")}
+        return self._model_refusal(route, sources, protected)
+
+    def _model_refusal(self, route: str, sources: Sequence[dict[str, Any]], protected: set[str]) -> str | None:
+        """Why deleting or renaming a model, or deleting a version, is refused: it holds a protected alias."""
+        names = {str(v) for v in _values(sources, "name")}
         if len(names) != 1:
             return f"{route}: exactly one model name is required on a governed route"
         held = self._protected_versions(names.pop(), protected)
@@ -502,7 +524,7 @@ class GovernanceService:
             return None  # no such model: MLflow answers itself
         if route == "model-versions/delete":
             try:
-                versions = {int(str(v).strip()) for v in values("version")}
+                versions = {int(str(v).strip()) for v in _values(sources, "version")}
             except ValueError:
                 return "model-versions/delete: the version must be a whole number"
             hit = sorted(alias for alias, version in held.items() if version in versions)
