@@ -10,9 +10,9 @@ import copy
 import fnmatch
 import logging
 import math
-import os
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,9 +23,24 @@ from tqdm.auto import tqdm
 from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, SchemaError
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
-from frugalml.params import DataSchema, PrivacyParams, SplitParams, TrainParams, parse_params
+from frugalml.params import DataSchema, SplitParams, TrainParams, parse_params
+from frugalml.privacy.training import PrivateTraining, batch_too_large, check_dp_compatible
+from frugalml.tracking import as_history, as_metrics
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "PrivateTraining",
+    "autocast_context",
+    "check_dp_compatible",
+    "check_training_rows",
+    "encode_labels",
+    "max_training_rows",
+    "record_training_set",
+    "resolve_device",
+    "soft_targets",
+    "train_text_classifier",
+]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,20 +74,6 @@ def autocast_context(precision: str, device: torch.device) -> Any:
     """
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
-
-
-def check_dp_compatible(module: torch.nn.Module) -> None:
-    """Refuse layers that mix samples in a batch (BatchNorm), which break per-sample gradients.
-
-    Args:
-        module: The network.
-
-    Raises:
-        ModelError: Naming the offending layer.
-    """
-    for name, layer in module.named_modules():
-        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
-            raise ModelError(f"layer '{name}' is {type(layer).__name__}: not DP-compatible, use LayerNorm")
 
 
 def encode_labels(labels: pd.Series, schema: DataSchema) -> np.ndarray:
@@ -138,6 +139,126 @@ def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: tor
     return loss, accuracy
 
 
+@dataclass
+class _Setup:
+    """What the epochs need: the model, its optimiser and the tensors of both sets."""
+
+    classifier: TextClassifier
+    module: NgramBagClassifier
+    x_train: Any
+    y_train: torch.Tensor
+    dev_bags: tuple[torch.Tensor, ...]
+    y_dev: torch.Tensor
+    optimizer: torch.optim.Optimizer
+    ctx: Any
+    device: torch.device
+
+
+def _hashing_config(config: TrainParams) -> HashingConfig:
+    features = config.features
+    return HashingConfig(
+        buckets=features.buckets,
+        word_ngrams=features.word_ngrams,
+        char_ngrams=features.char_ngrams,
+        char_max_chars=features.char_max_chars,
+        lowercase=features.lowercase,
+    )
+
+
+def _setup(train: pd.DataFrame, dev: pd.DataFrame, config: TrainParams, schema: DataSchema) -> _Setup:
+    """Featurise (idf fitted on ``train``), build the model (torch's RNG: its initial weights) and the optimiser.
+
+    Raises:
+        EmptyDatasetError: When a training class is missing.
+    """
+    device = resolve_device(config.device)
+    y_train = encode_labels(train[schema.label_column], schema)
+    missing = sorted(set(range(len(schema.labels))) - set(np.unique(y_train)))
+    if missing:
+        raise EmptyDatasetError(f"training data has no rows of label(s) {[schema.labels[i] for i in missing]}")
+    features = config.features
+    hashing = _hashing_config(config)
+    counts = HashingFeaturizer(hashing).transform(
+        [train[c].fillna("").astype(str).tolist() for c in schema.text_columns]
+    )
+    idf = fit_idf(counts) if config.uses_idf() else None
+    x_train = tfidf_weights(counts, idf, sublinear=features.sublinear_tf)
+    model_config: dict[str, Any] = {
+        "buckets": features.buckets,
+        "embedding_dim": config.model.embedding_dim,
+        "num_classes": len(schema.labels),
+        "hidden_dim": config.model.hidden_dim,
+        "dropout": config.model.dropout,
+    }
+    module = NgramBagClassifier(**model_config).to(device)
+    check_dp_compatible(module)
+    classifier = TextClassifier(
+        module,
+        hashing=hashing,
+        idf=idf,
+        sublinear_tf=features.sublinear_tf,
+        text_columns=schema.text_columns,
+        labels=schema.labels,
+        label_names=schema.label_names,
+        model_config=model_config,
+    )
+    dev_bags = csr_to_bags(classifier.featurize(dev), device)
+    y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
+    targets = soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return _Setup(classifier, module, x_train, torch.from_numpy(targets).to(device), dev_bags, y_dev, optimizer,
+                  autocast_context(config.precision, device), device)  # fmt: skip
+
+
+def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTraining | None) -> float:
+    """One pass over ``batches``; the mean training loss."""
+    module, x_train, device = run.module, run.x_train, run.device
+    module.train()
+    total, seen = 0.0, 0
+    for batch in batches:
+        if private:
+            stats = private.step(module, run.optimizer, lambda rows: module(*csr_to_bags(x_train[rows], device)),
+                                 batch, run.y_train)  # fmt: skip
+            total, seen = total + stats["loss"] * len(batch), seen + len(batch)
+            continue
+        with run.ctx:
+            logits = module(*csr_to_bags(x_train[batch], device))
+        loss = torch.nn.functional.cross_entropy(logits.float(), run.y_train[batch])
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        total += loss.item() * len(batch)
+        seen += len(batch)
+    return total / max(seen, 1)
+
+
+def _fit(
+    run: _Setup, config: TrainParams, private: PrivateTraining | None, rng: np.random.Generator, batch_size: int
+) -> tuple[tuple[float, int, dict[str, Any]], dict[str, list[tuple[int, float]]]]:
+    """The epochs with early stopping on the dev loss: the best (dev loss, epoch, weights) and the curves."""
+    curves: dict[str, list[tuple[int, float]]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
+    best = (float("inf"), -1, copy.deepcopy(run.module.state_dict()))
+    stale = 0
+    epochs = tqdm(range(config.epochs), desc="train (DP)" if private else "train", disable=not config.progress)
+    rows = run.x_train.shape[0]
+    for epoch in epochs:
+        batches = private.batches(rng) if private else _shuffled_batches(rng, rows, batch_size)
+        train_loss = _train_epoch(run, batches, private)
+        dev_loss, dev_accuracy = _dev_loss(run.module, run.dev_bags, run.y_dev, run.ctx)
+        figures = {"train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": dev_accuracy}
+        for key, value in {**figures, **(private.epoch_metrics() if private else {})}.items():
+            curves.setdefault(key, []).append((epoch, value))
+        epochs.set_postfix(dev_loss=f"{dev_loss:.4f}", dev_acc=f"{dev_accuracy:.4f}")
+        if dev_loss < best[0] - 1e-4:
+            best, stale = (dev_loss, epoch, copy.deepcopy(run.module.state_dict())), 0
+        else:
+            stale += 1
+            if stale >= config.patience:
+                logger.info("early stop after epoch %d (best epoch %d)", epoch, best[1])
+                break
+    return best, curves
+
+
 def train_text_classifier(
     train: pd.DataFrame, dev: pd.DataFrame, params: dict[str, Any], data: dict[str, Any], seed: int
 ) -> tuple[TextClassifier, dict[str, Any], dict[str, Any]]:
@@ -166,105 +287,23 @@ def train_text_classifier(
     rng = np.random.default_rng(seed)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
     started = time.perf_counter()
-
-    y_train = encode_labels(train[schema.label_column], schema)
-    missing = sorted(set(range(len(schema.labels))) - set(np.unique(y_train)))
-    if missing:
-        raise EmptyDatasetError(f"training data has no rows of label(s) {[schema.labels[i] for i in missing]}")
-    features = config.features
-    hashing = HashingConfig(
-        buckets=features.buckets,
-        word_ngrams=features.word_ngrams,
-        char_ngrams=features.char_ngrams,
-        char_max_chars=features.char_max_chars,
-        lowercase=features.lowercase,
-    )
-    featurizer = HashingFeaturizer(hashing)
-    counts = featurizer.transform([train[c].fillna("").astype(str).tolist() for c in schema.text_columns])
-    idf = fit_idf(counts) if config.uses_idf() else None
-    x_train = tfidf_weights(counts, idf, sublinear=features.sublinear_tf)
-    model_config = {
-        "buckets": features.buckets,
-        "embedding_dim": config.model.embedding_dim,
-        "num_classes": len(schema.labels),
-        "hidden_dim": config.model.hidden_dim,
-        "dropout": config.model.dropout,
-    }
-    module = NgramBagClassifier(**model_config).to(device)
-    check_dp_compatible(module)
-    classifier = TextClassifier(
-        module,
-        hashing=hashing,
-        idf=idf,
-        sublinear_tf=features.sublinear_tf,
-        text_columns=schema.text_columns,
-        labels=schema.labels,
-        label_names=schema.label_names,
-        model_config=model_config,
-    )
-    dev_bags = csr_to_bags(classifier.featurize(dev), device)
-    y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
-    y_train_t = torch.from_numpy(soft_targets(train, schema, y_train) if config.targets == "soft" else y_train).to(
-        device
-    )
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ctx = autocast_context(config.precision, device)
-
-    history: dict[str, list[dict[str, float]]] = {"train_loss": [], "dev_loss": [], "dev_accuracy": []}
-    batch_size = config.resolve_batch_size(x_train.shape[0])
+    run = _setup(train, dev, config, schema)
+    rows = run.x_train.shape[0]
+    batch_size = config.resolve_batch_size(rows)
     if config.batch_size == "auto":
-        logger.info("train.batch_size auto: %d for %d training rows", batch_size, x_train.shape[0])
-    private = PrivateTraining(config.privacy, rows=x_train.shape[0], batch_size=batch_size,
+        logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)
+    private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size,
                               epochs=config.epochs, seed=seed) if config.privacy.enabled else None  # fmt: skip
-    best = (float("inf"), -1, copy.deepcopy(module.state_dict()))
-    stale = 0
-    epochs = tqdm(range(config.epochs), desc="train (DP)" if private else "train", disable=not config.progress)
-    for epoch in epochs:
-        module.train()
-        total, seen = 0.0, 0
-        for batch in private.batches(rng) if private else _shuffled_batches(rng, x_train.shape[0], batch_size):
-            if private:
-                stats = private.step(module, optimizer, lambda rows: module(*csr_to_bags(x_train[rows], device)),
-                                     batch, y_train_t)  # fmt: skip
-                total, seen = total + stats["loss"] * len(batch), seen + len(batch)
-                continue
-            with ctx:
-                logits = module(*csr_to_bags(x_train[batch], device))
-            loss = torch.nn.functional.cross_entropy(logits.float(), y_train_t[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-            seen += len(batch)
-        dev_loss, dev_accuracy = _dev_loss(module, dev_bags, y_dev, ctx)
-        for key, value in (
-            ("train_loss", total / max(seen, 1)),
-            ("dev_loss", dev_loss),
-            ("dev_accuracy", dev_accuracy),
-        ):
-            history[key].append({"value": float(value), "step": epoch})
-        if private:
-            for key, value in private.epoch_metrics().items():
-                history.setdefault(key, []).append({"value": value, "step": epoch})
-        epochs.set_postfix(dev_loss=f"{dev_loss:.4f}", dev_acc=f"{dev_accuracy:.4f}")
-        if dev_loss < best[0] - 1e-4:
-            best, stale = (dev_loss, epoch, copy.deepcopy(module.state_dict())), 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                logger.info("early stop after epoch %d (best epoch %d)", epoch, best[1])
-                break
-    module.load_state_dict(best[2])
-    module.eval()
+    best, curves = _fit(run, config, private, rng, batch_size)
+    run.module.load_state_dict(best[2])
+    run.module.eval()
     seconds = time.perf_counter() - started
     logger.info("trained in %.1fs; best epoch %d, dev loss %.4f", seconds, best[1], best[0])
-    metrics: dict[str, Any] = dict(history)
-    metrics["train_seconds"] = {"value": seconds, "step": 0}
-    metrics["best_epoch"] = {"value": float(best[1]), "step": 0}
+    metrics: dict[str, Any] = {key: as_history(points) for key, points in curves.items()}
+    metrics.update(as_metrics({"train_seconds": seconds, "best_epoch": best[1]}))
     report = private.report() if private else {"enabled": False}
-    return classifier.to_cpu(), metrics, report
+    return run.classifier.to_cpu(), metrics, report
 
 
 def record_training_set(train: pd.DataFrame, privacy_report: dict[str, Any]) -> pd.DataFrame:
@@ -282,15 +321,6 @@ def record_training_set(train: pd.DataFrame, privacy_report: dict[str, Any]) -> 
         ``train`` unchanged.
     """
     return train
-
-
-def _batch_too_large(batch_size: int, rows: int, what: str) -> str:
-    auto = TrainParams().resolve_batch_size(rows)  # what `auto` gives under DP
-    return (
-        f"train.batch_size {batch_size} is larger than {what} (under DP it is the expected Poisson batch, "
-        f"sampling rate batch_size / N <= 1): set --params train.batch_size=auto ({auto} here: a quarter of N on "
-        f"small tables) or a number up to {rows}"
-    )
 
 
 def max_training_rows(frame: pd.DataFrame, split: dict[str, Any], data: dict[str, Any]) -> int | None:
@@ -352,7 +382,7 @@ def check_training_rows(params: dict[str, Any], rows: int, *, source: str) -> No
     if not config.privacy.enabled or rows < 1:
         return  # no rows at all: the stage that finds them empty says so
     if config.batch_size != "auto" and config.batch_size > rows:
-        raise ParameterError(_batch_too_large(config.batch_size, rows, f"the at most {rows} training rows {source}"))
+        raise ParameterError(batch_too_large(config.batch_size, rows, f"the at most {rows} training rows {source}"))
     delta = config.privacy.target_delta
     if delta is not None and delta >= 1.0 / rows:
         raise ParameterError(
@@ -364,120 +394,3 @@ def check_training_rows(params: dict[str, Any], rows: int, *, source: str) -> No
 def _shuffled_batches(rng: np.random.Generator, rows: int, batch_size: int) -> list[np.ndarray]:
     order = rng.permutation(rows)
     return [order[start : start + batch_size] for start in range(0, rows, batch_size)]
-
-
-class PrivateTraining:
-    """DP-SGD bookkeeping: Poisson batches, calibrated noise, ghost-norm clipping, the accountant.
-
-    The noise multiplier is calibrated (Opacus accountant ``prv`` or ``rdp``) so that ``epochs`` passes of
-    Poisson sampling at rate q = batch_size / N reach ``target_epsilon`` at ``target_delta``; the epsilon
-    actually spent (fewer steps when early stopping stops) is what the report gives.
-    """
-
-    def __init__(self, config: PrivacyParams, *, rows: int, batch_size: int, epochs: int, seed: int) -> None:
-        """Validate against the data and calibrate the noise.
-
-        Args:
-            config: ``params:train.privacy``.
-            rows: N, training rows.
-            batch_size: Expected (Poisson) batch size.
-            epochs: Planned epochs.
-            seed: Seeds the noise unless ``secure_mode``.
-
-        Raises:
-            ParameterError: delta >= 1/N, or a batch larger than the dataset.
-        """
-        from opacus.accountants import create_accountant
-        from opacus.accountants.utils import get_noise_multiplier
-
-        if batch_size > rows:
-            raise ParameterError(_batch_too_large(batch_size, rows, f"the {rows} training rows"))
-        self.delta = config.target_delta if config.target_delta is not None else 1.0 / (10 * rows)
-        if self.delta >= 1.0 / rows:
-            raise ParameterError(
-                f"train.privacy.target_delta {self.delta:g} must be below 1/N = {1.0 / rows:g} (N = {rows} rows)"
-            )
-        if not config.secure_mode:
-            logger.warning("DP noise comes from a seeded PRNG (secure_mode: false); use secure_mode for production")
-        self.config, self.rows, self.sample_rate = config, rows, batch_size / rows
-        self.batch_size, self.expected_batch_size = batch_size, float(batch_size)
-        self.noise_multiplier = get_noise_multiplier(
-            target_epsilon=config.target_epsilon, target_delta=self.delta, sample_rate=self.sample_rate,
-            steps=epochs * round(1 / self.sample_rate), accountant=config.accountant,
-        )  # fmt: skip
-        self.accountant = create_accountant(mechanism=config.accountant)
-        self.generator = torch.Generator()
-        self.generator.manual_seed(int.from_bytes(os.urandom(8), "little") if config.secure_mode else seed)
-        self.steps, self._clipped, self._batches, self.physical_steps = 0, 0.0, 0, 0
-
-    def batches(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """One epoch of Poisson-sampled batches (each row in each batch with probability q).
-
-        Args:
-            rng: The sampling generator.
-
-        Returns:
-            round(1/q) index arrays (possibly empty).
-        """
-        return [np.flatnonzero(rng.random(self.rows) < self.sample_rate) for _ in range(round(1 / self.sample_rate))]
-
-    def step(
-        self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, forward: Any, batch: np.ndarray,
-        targets: torch.Tensor,
-    ) -> dict:  # fmt: skip
-        """One clipped, noised step, accounted; in physical chunks when the batch is larger than
-        ``max_physical_batch_size`` (virtual steps: one noisy update per logical batch).
-
-        Args:
-            module: The model.
-            optimizer: Its optimiser.
-            forward: Row indices -> logits of those rows.
-            batch: Row indices of the (Poisson) batch.
-            targets: Targets of every training row (indexed by ``batch``).
-
-        Returns:
-            The step's loss and clipped share.
-        """
-        from frugalml.nodes.privacy import dp_sgd_step
-
-        size = self.config.max_physical_batch_size or max(len(batch), 1)
-        chunks = [batch[start : start + size] for start in range(0, len(batch), size)] or [batch]
-        parts = [(lambda rows=rows: forward(rows), targets[rows]) for rows in chunks]
-        stats = dp_sgd_step(module, optimizer, parts[0][0], parts[0][1], max_grad_norm=self.config.max_grad_norm,
-                            noise_multiplier=self.noise_multiplier, expected_batch_size=self.expected_batch_size,
-                            generator=self.generator, microbatches=parts)  # fmt: skip
-        self.physical_steps += len(chunks)
-        self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
-        self.steps += 1
-        self._clipped += stats["clipped_share"]
-        self._batches += 1
-        return stats
-
-    def epsilon(self) -> float:
-        """Epsilon spent so far at the configured delta."""
-        return float(self.accountant.get_epsilon(delta=self.delta)) if self.steps else 0.0
-
-    def epoch_metrics(self) -> dict[str, float]:
-        """Epsilon spent and the share of clipped samples in the epoch that just ended."""
-        clipped = self._clipped / max(self._batches, 1)
-        self._clipped, self._batches = 0.0, 0
-        return {"epsilon": self.epsilon(), "clipped_share": clipped}
-
-    def report(self) -> dict[str, Any]:
-        """The privacy report of the run."""
-        return {
-            "enabled": True,
-            "epsilon": self.epsilon(),
-            "target_epsilon": self.config.target_epsilon,
-            "delta": self.delta,
-            "noise_multiplier": self.noise_multiplier,
-            "max_grad_norm": self.config.max_grad_norm,
-            "batch_size": self.batch_size,
-            "sample_rate": self.sample_rate,
-            "steps": self.steps,
-            "physical_steps": self.physical_steps,
-            "max_physical_batch_size": self.config.max_physical_batch_size,
-            "accountant": self.config.accountant,
-            "secure_mode": self.config.secure_mode,
-            "clipping": "per-sample, ghost norms (frugalml.nodes.privacy)",
-        }
