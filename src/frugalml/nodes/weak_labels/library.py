@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from frugalml.nodes.weak_labels import LFSpec, register_spec
+from frugalml.nodes.weak_labels.spec import LFSpec, register_spec
 
 SPAM, HAM = "spam", "ham"
 
