@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from kedro.io import AbstractDataset, DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Pipeline
-from kedro.runner import SequentialRunner
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -30,31 +28,9 @@ CONF = REPO / "conf"
 SMOKE_SAMPLE = 400
 
 
-_UNSAVED = object()
-
-
-class _Value(AbstractDataset):
-    """An in-memory dataset that may hold ``None`` (a node's documented "absent" input) and that the runner's
-    release does not empty (a requested output that later nodes of the slice also read)."""
-
-    def __init__(self, data: Any) -> None:
-        self._data = data
-
-    def load(self) -> Any:
-        if self._data is _UNSAVED:
-            raise DatasetError("the slice did not produce this output")
-        return self._data
-
-    def save(self, data: Any) -> None:
-        self._data = data
-
-    def _describe(self) -> dict[str, Any]:
-        return {"type": type(self._data).__name__}
-
-
 @contextlib.contextmanager
 def _in_repo() -> Iterator[None]:
-    """Relative catalog paths (``conf/base/expectations/...``) resolve under the repository, as in ``kedro run``."""
+    """Relative paths resolve under the repository, as in ``kedro run``."""
     previous = Path.cwd()
     os.chdir(REPO)
     try:
@@ -85,16 +61,6 @@ def parameters(overrides: dict[str, Any] | None = None) -> Any:
     return validate_parameters(deep_merge(_project_parameters(), overrides or {}))
 
 
-def _param_value(params: dict[str, Any], name: str) -> Any:
-    """What Kedro feeds a ``params:a.b.c`` input (or ``parameters``, the whole dict)."""
-    if name == "parameters":
-        return params
-    value: Any = params
-    for key in name.removeprefix("params:").split("."):
-        value = value[key]
-    return value
-
-
 def run_slice(
     pipeline: str | Pipeline,
     inputs: dict[str, Any],
@@ -121,42 +87,14 @@ def run_slice(
     Raises:
         ValueError: When the slice needs a dataset that is neither given, a parameter, nor in the catalog.
     """
+    from frugalml.runner import catalog_inputs, run_in_memory, slice_pipeline
+
     whole = pipelines()[pipeline] if isinstance(pipeline, str) else pipeline
-    piece = whole.from_inputs(*inputs)
-    # a given input is computed already: the nodes that would produce it do not run (nor what only they need)
-    producers = [node for node in piece.nodes if set(node.outputs) & set(inputs)]
-    piece = (piece - Pipeline(producers)).to_outputs(*outputs)
-    values = parameters(params).model_dump()
-    datasets: dict[str, AbstractDataset] = {
-        name: _Value(value) if value is None else MemoryDataset(value) for name, value in inputs.items()
-    }
-    missing = []
-    for name in piece.inputs() - set(inputs):
-        if name == "parameters" or name.startswith("params:"):
-            datasets[name] = MemoryDataset(_param_value(values, name), copy_mode="deepcopy")
-        else:
-            missing.append(name)
-    if missing:
-        datasets |= {name: MemoryDataset(value) for name, value in _catalog_values(tuple(sorted(missing))).items()}
-    catalog = DataCatalog(datasets=datasets)
-    for name in outputs:  # kept: the runner releases a MemoryDataset once its last consumer has run
-        catalog[name] = _Value(_UNSAVED)
+    piece = slice_pipeline(whole, inputs, outputs)
+    given = dict(inputs) | catalog_inputs(piece, inputs, CONF)
     logging.getLogger("kedro").setLevel(logging.WARNING)  # the runner's per-dataset lines would drown the tables
-    with _in_repo():
-        SequentialRunner().run(piece, catalog)
-    return {name: catalog.load(name) for name in outputs}
-
-
-def _catalog_values(names: tuple[str, ...]) -> dict[str, Any]:
-    """Free inputs of a slice read from the project's catalog (suites, as configuration)."""
-    from frugalml.config import load_config
-
-    with _in_repo():
-        catalog = DataCatalog.from_config(load_config("catalog", CONF, env=None))
-        unknown = [name for name in names if name not in catalog]
-        if unknown:
-            raise ValueError(f"the slice needs {unknown}: pass them in `inputs` (no catalog entry reads them here)")
-        return {name: catalog.load(name) for name in names}
+    with _in_repo():  # the validated parameters with every default filled in, as the figures were measured
+        return run_in_memory(piece, given, params=parameters(params).model_dump(), conf_source=CONF, outputs=outputs)
 
 
 def machine() -> dict[str, Any]:

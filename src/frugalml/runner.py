@@ -13,18 +13,32 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import AbstractDataset, DataCatalog, DatasetError, MemoryDataset
 from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 from frugalml.params import deep_merge, load_project_parameters, validate_parameters
 
+_UNSAVED = object()
 
-class _Kept(MemoryDataset):
-    """A memory dataset the runner does not release once its last consumer ran (a requested output)."""
 
-    def _release(self) -> None:
-        pass
+class _Kept(AbstractDataset):
+    """An in-memory dataset that may hold ``None`` (a node's documented "absent" input) and that the runner's
+    release does not empty (a requested output that later nodes of the pipeline also read)."""
+
+    def __init__(self, data: Any = _UNSAVED) -> None:
+        self._data = data
+
+    def load(self) -> Any:
+        if self._data is _UNSAVED:
+            raise DatasetError("the pipeline did not produce this output")
+        return self._data
+
+    def save(self, data: Any) -> None:
+        self._data = data
+
+    def _describe(self) -> dict[str, Any]:
+        return {"type": type(self._data).__name__}
 
 
 def parameter_entries(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,7 +100,7 @@ def run_in_memory(
     missing = sorted(needed - set(inputs))
     if missing:
         raise ValueError(f"run_in_memory: give the pipeline's inputs {missing}")
-    catalog = DataCatalog({name: MemoryDataset(data) for name, data in values.items()})
+    catalog = DataCatalog({name: _Kept(None) if data is None else MemoryDataset(data) for name, data in values.items()})
     wanted = list(outputs) if outputs is not None else sorted(pipeline.outputs())
     for name in wanted:
         if name in inputs:
@@ -95,3 +109,41 @@ def run_in_memory(
             catalog[name] = _Kept()
     SequentialRunner().run(pipeline, catalog)
     return {name: catalog.load(name) for name in wanted}
+
+
+def slice_pipeline(pipeline: Pipeline, inputs: Iterable[str], outputs: Iterable[str]) -> Pipeline:
+    """The part of ``pipeline`` that starts at the given ``inputs`` and ends at ``outputs``.
+
+    A given input is computed already: the nodes that would produce it do not run (nor what only they need).
+    """
+    given = set(inputs)
+    piece = pipeline.from_inputs(*given)
+    producers = [node for node in piece.nodes if set(node.outputs) & given]
+    return (piece - Pipeline(producers)).to_outputs(*outputs)
+
+
+def catalog_inputs(pipeline: Pipeline, given: Iterable[str], conf_source: str | Path = "conf") -> dict[str, Any]:
+    """The free inputs of ``pipeline`` that are neither given nor parameters, loaded from the project's catalog
+    (configuration datasets such as the expectation suites), with relative paths under the project.
+
+    Raises:
+        ValueError: When such an input has no catalog entry.
+    """
+    import contextlib
+    import os
+
+    from frugalml.config import load_config
+
+    names = sorted(n for n in pipeline.inputs() - set(given) if not n.startswith("params:") and n != "parameters")
+    if not names:
+        return {}
+    conf = Path(conf_source).resolve()
+    previous = Path.cwd()
+    os.chdir(conf.parent)
+    with contextlib.ExitStack() as stack:
+        stack.callback(os.chdir, previous)
+        catalog = DataCatalog.from_config(load_config("catalog", conf, env=None))
+        unknown = [name for name in names if name not in catalog]
+        if unknown:
+            raise ValueError(f"the pipeline needs {unknown}: pass them as inputs (no catalog entry reads them)")
+        return {name: catalog.load(name) for name in names}
