@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 
@@ -97,7 +98,9 @@ def _training_frame(node: Any, inputs: dict[str, Any]) -> pd.DataFrame:
 def _text_columns(params: dict[str, Any]) -> list[str]:
     from frugalml.params import DataSchema
 
-    data = params.get("data") if isinstance(params.get("data"), dict) else {}
+    data = params.get("data")
+    if not isinstance(data, dict):
+        data = {}
     return list(data.get("text_columns") or DataSchema().text_columns)
 
 
@@ -235,6 +238,7 @@ class AuditHook:
         self.state = state
         self._digests: dict[int, tuple[Any, tuple[str | None, int | None]]] = {}
         self._catalog: Any = None
+        self._ledger_rows: np.ndarray | None = None  # row hashes of the DP training node now running
 
     @property
     def _on(self) -> bool:
@@ -324,7 +328,7 @@ class AuditHook:
         self._append("node.end", node=node.name)
         report = next((v for v in outputs.values() if isinstance(v, dict) and v.get("enabled") is True
                        and "epsilon" in v and "noise_multiplier" in v), None)  # fmt: skip
-        rows = getattr(self, "_ledger_rows", None)
+        rows = self._ledger_rows
         if report is not None and rows is not None and (_privacy_of(node, inputs) or {}).get("enabled"):
             from frugalml.governance.ledger import record_spend
 

@@ -101,7 +101,7 @@ def lineage_report(
                 if d.dataset.source.startswith("{")
                 else d.dataset.source,
             ]
-            for d in run.inputs.dataset_inputs
+            for d in (run.inputs.dataset_inputs if run.inputs is not None else [])
         ],
     )
     add(
@@ -155,7 +155,7 @@ def lineage_report(
         if verified.ok
         else []
     )
-    registration = (
+    registration: list[list[Any]] = (
         [
             ["model", model],
             ["version", version],
@@ -177,8 +177,11 @@ def lineage_report(
         [["verification", str(verified)], ["run anchor (audit.head)", tags.get("audit.head", "none")]],
     )
 
-    name = f"{model}_v{version}" if model_version else run_id
-    title = f"Lineage of {'model ' + model + ' v' + str(version) if model_version else 'run ' + run_id}"
+    name, title = (
+        (f"{model}_v{version}", f"Lineage of model {model} v{version}")
+        if model_version and model
+        else (run_id, f"Lineage of run {run_id}")
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown = f"# {title}\n\n" + "".join(f"## {t}\n\n{md}\n" for t, md, _ in sections)
     markdown += f"\n_generated in {time.perf_counter() - started:.2f}s_\n"

@@ -1,104 +1,22 @@
-"""Append-only, hash-chained audit trail (JSON lines) with signed tree heads.
-
-Each record is ``{"seq", "ts", "kind", "actor", "run_id", "data", "prev", "hash"}`` where ``hash`` is the
-SHA-256 of the record's canonical JSON without ``hash``, and ``prev`` is the previous record's ``hash`` (the
-first record's ``prev`` is the chain's ``genesis``: 64 zeros, or the last purged record's hash after a purge).
-Editing, deleting, inserting or reordering a record breaks the chain at that record.
-
-A hash chain alone can be rewritten by anyone who can write the file (recompute every hash). So the head is
-*anchored* as a **signed tree head** (Certificate-Transparency style: ``{"kind": "head", "first_seq", "seq",
-"hash", "root", "ts"}`` with an ed25519 signature; ``root`` is the RFC 6962 Merkle root of the record hashes, so
-one record can be proven with :func:`frugalml.governance.merkle.inclusion_proof`). Anchors go to
-``<log>.anchors.jsonl`` and the ``audit.head`` tag of each MLflow run. With the governance server, the
-**witness** (the server, running as its own account) signs heads only for records that extend what it has
-already seen, keeps the latest head itself and signs purges only past retention: rewriting, truncating or
-deleting the chain is then detected even if every local file is replaced. Every anchor must carry a valid
-signature by a trusted key; a malformed or unsigned anchor fails verification, it is never skipped.
-"""
+"""The audit log: appending to the chain, anchoring its head (signed by the witness or a local key), verifying
+it (:mod:`.verification`) and purging past retention under a signed genesis."""
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from frugalml.errors import AuditIntegrityError, GovernanceError, RetentionError
+from frugalml.governance.audit.records import EVENT_KINDS, GENESIS, canonical_record, record_hash
+from frugalml.governance.audit.verification import VerifyResult, verify_trail
 from frugalml.governance.merkle import merkle_root
 from frugalml.governance.signing import SigningKey, TrustedKeys
-
-GENESIS = "0" * 64
-
-# The event catalogue: every `kind` the audit trail records, with what it means (docs/governance.md).
-EVENT_KINDS: dict[str, str] = {
-    "pipeline.start": "a kedro run starts: user, command, pipeline, env, git commit, parameters digest",
-    "pipeline.end": "a kedro run finished successfully",
-    "pipeline.error": "a kedro run failed: the error",
-    "node.start": "a node starts",
-    "node.end": "a node finished",
-    "node.error": "a node raised",
-    "dataset.load": "a dataset was read: name, layer, content hash, rows",
-    "dataset.save": "a dataset was written: name, layer, content hash, rows",
-    "params.snapshot": "every parameter value of the run",
-    "config.change": "a configuration file changed since the previous run (digests before/after)",
-    "rbac.allowed": "an access check passed",
-    "rbac.refused": "an access check refused a user (unknown user, missing role, bad credentials)",
-    "approval.requested": "a two-person operation was requested",
-    "approval.granted": "a second person approved a request",
-    "approval.refused": "an approval was refused (self-approval, unknown or used request, not an approver)",
-    "approval.used": "an approved request was consumed by its operation",
-    "audit.anchor": "the chain head was anchored (MLflow tag, anchors file)",
-    "audit.purge": "records older than the retention period were purged; the new genesis is recorded",
-    "audit.purge_refused": "a purge that would cut below retention was refused",
-    "audit.verify": "the chain was verified (result)",
-    "governance.refused": "a configuration that weakens governance was refused (what it weakens)",
-    "governance.accepted": "a configuration that weakens governance ran under an approved change_governance",
-    "registry.register": "a model version was registered",
-    "registry.alias": "a registry alias changed (e.g. production)",
-    "registry.delete_run": "an MLflow run was deleted (with its approved request)",
-    "privacy.spend": "a DP training spent (epsilon, delta) of a dataset's budget",
-    "watermark.verify": "a model's watermark was verified",
-    "check.run": "the deployment checklist ran (each item's result)",
-}
-
-
-def _canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    """SHA-256 of a record without its ``hash`` field.
-
-    Args:
-        record: An audit record.
-
-    Returns:
-        The hex digest.
-    """
-    return hashlib.sha256(_canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of :func:`AuditLog.verify`."""
-
-    ok: bool
-    records: int
-    head: str
-    first_bad_line: int | None = None
-    reason: str = ""
-    vouched_by: str = ""
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"audit chain intact: {self.records} records, head {self.head[:16]}; {self.vouched_by}"
-        where = f" at line {self.first_bad_line}" if self.first_bad_line is not None else ""
-        return f"audit chain BROKEN{where}: {self.reason}"
 
 
 class Witness(Protocol):
@@ -291,7 +209,7 @@ class AuditLog:
                     "prev": prev,
                 }
                 record["hash"] = record_hash(record)
-                handle.write(_canonical(record).decode() + "\n")
+                handle.write(canonical_record(record).decode() + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             finally:
@@ -372,59 +290,10 @@ class AuditLog:
     def _verify(self, extra_anchors: list[tuple[str, Any]] | None) -> VerifyResult:
         trusted = self.trusted()
         witness_state = self.witness.witness_state() if self.witness is not None else None
-        try:
-            genesis_seq, genesis_hash, heads = self._verify_anchor_file(trusted)
-            if witness_state is not None:
-                _verify_witness_genesis(trusted, witness_state, genesis_seq, genesis_hash)
-            count, head, by_seq = self._verify_chain(genesis_seq, genesis_hash)
-            heads += _extra_heads(trusted, extra_anchors, witness_state, count, head)
-            _verify_heads(heads, by_seq, genesis_seq, count, head)
-        except _Broken as broken:
-            return broken.result
-        return VerifyResult(True, count, head, vouched_by=self._vouched_by())
-
-    def _verify_anchor_file(self, trusted: TrustedKeys) -> tuple[int, str, list[tuple[str, dict[str, Any]]]]:
-        """1. The anchors file: every line signed by a trusted key; geneses by the witness when there is one.
-
-        Returns:
-            The last genesis ``(seq, hash)`` and the file's heads ``(where, anchor)``.
-        """
-        genesis_roles = {"witness"} if self.witness is not None else {"local", "witness"}
-        heads: list[tuple[str, dict[str, Any]]] = []
-        genesis_seq, genesis_hash = 0, GENESIS
-        for number, anchor in self._anchor_lines():
-            where = f"{self.anchors_path.name} line {number}"
-            is_genesis = isinstance(anchor, dict) and anchor.get("kind") == "genesis"
-            problem = trusted.check(anchor, roles=genesis_roles if is_genesis else None)
-            if problem is None and not _well_formed(anchor):
-                problem = "malformed (needs kind, seq and hash)"
-            if problem is not None:
-                raise _Broken(VerifyResult(False, 0, "", None, f"anchor {where} is not acceptable: {problem}"))
-            if is_genesis:
-                if int(anchor["seq"]) < genesis_seq:
-                    raise _Broken(VerifyResult(False, 0, "", None,
-                                               f"anchor {where}: a genesis older than the one before"))  # fmt: skip
-                genesis_seq, genesis_hash = int(anchor["seq"]), str(anchor["hash"])
-            else:
-                heads.append((where, anchor))
-        return genesis_seq, genesis_hash, heads
-
-    def _verify_chain(self, genesis_seq: int, genesis_hash: str) -> tuple[int, str, dict[int, str]]:
-        """2. The chain itself, from the genesis on.
-
-        Returns:
-            ``(records, head hash, seq -> record hash)``.
-        """
-        prev, expected_seq, count, head = genesis_hash, genesis_seq + 1, 0, genesis_hash
-        by_seq: dict[int, str] = {}
-        for number, line in self._lines():
-            record = _next_record(line, prev, expected_seq)
-            if isinstance(record, str):
-                raise _Broken(VerifyResult(False, count, head, number, record))
-            prev, head, expected_seq = record["hash"], record["hash"], record["seq"] + 1
-            by_seq[record["seq"]] = record["hash"]
-            count += 1
-        return count, head, by_seq
+        result = verify_trail(self._lines(), self._anchor_lines(), anchors_name=self.anchors_path.name,
+                              trusted=trusted, witness_state=witness_state, witnessed=self.witness is not None,
+                              extra_anchors=extra_anchors)  # fmt: skip
+        return replace(result, vouched_by=self._vouched_by()) if result.ok else result
 
     def verify_all(self) -> VerifyResult:
         """:meth:`verify` with the MLflow anchors of ``mlflow_anchors``.
@@ -502,135 +371,9 @@ class AuditLog:
         else:
             raise AuditIntegrityError("no key to sign the new genesis: open the log with a signer or a witness")
         temporary = self.path.with_suffix(".purge.tmp")
-        temporary.write_text("".join(_canonical(r).decode() + "\n" for r in kept), encoding="utf-8")
+        temporary.write_text("".join(canonical_record(r).decode() + "\n" for r in kept), encoding="utf-8")
         self._write_anchor(genesis)
         temporary.replace(self.path)
         self.append("audit.purge", actor=actor, before=before.isoformat(), removed=len(removed),
                     genesis=genesis["hash"])  # fmt: skip
         return len(removed)
-
-
-class _Broken(Exception):  # a verdict handed back from a verification step, caught in AuditLog._verify
-    """A verification step found the trail broken; ``result`` says where and why."""
-
-    def __init__(self, result: VerifyResult) -> None:
-        super().__init__(result.reason)
-        self.result = result
-
-
-def _verify_witness_genesis(trusted: TrustedKeys, witness_state: dict[str, Any], genesis_seq: int,
-                            genesis_hash: str) -> None:  # fmt: skip
-    """The chain starts where the witness purged it up to, under the genesis it signed."""
-    served = witness_state.get("genesis")
-    served_seq = int(served["seq"]) if served else 0
-    if served and trusted.check(served, roles={"witness"}) is not None:
-        raise _Broken(VerifyResult(False, 0, "", None, "the witness's genesis does not verify"))
-    if served_seq != genesis_seq or (served and served["hash"] != genesis_hash):
-        raise _Broken(VerifyResult(False, 0, "", None, f"the chain starts after seq {genesis_seq} but the witness "
-                                   f"purged only up to seq {served_seq}: records at the start were removed "
-                                   "or a genesis was forged"))  # fmt: skip
-
-
-def _next_record(line: str, prev: str, expected_seq: int) -> dict[str, Any] | str:
-    """One line of the trail as the record expected next, or (a string) why it is not that record."""
-    if not line.endswith("\n"):
-        return "the last record is truncated (no line end)"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return "the line is not valid JSON (edited or truncated)"
-    if not isinstance(record, dict) or "hash" not in record or not isinstance(record.get("seq"), int):
-        return "the line is not an audit record"
-    if record_hash(record) != record["hash"]:
-        return f"record seq {record['seq']} was edited"
-    if record["seq"] != expected_seq:
-        what = "deleted or reordered" if record["seq"] > expected_seq else "inserted or reordered"
-        return f"record seq {record['seq']} where seq {expected_seq} was expected: records were {what}"
-    if record.get("prev") != prev:
-        return (f"record seq {record['seq']} does not chain to the record before it (inserted, deleted or "
-                "reordered records)")  # fmt: skip
-    return record
-
-
-def _extra_heads(
-    trusted: TrustedKeys,
-    extra_anchors: list[tuple[str, Any]] | None,
-    witness_state: dict[str, Any] | None,
-    count: int,
-    head: str,
-) -> list[tuple[str, dict[str, Any]]]:
-    """3a. The heads from outside the anchors file: MLflow's (``extra_anchors``) and the witness's latest."""
-    heads: list[tuple[str, dict[str, Any]]] = []
-    for where, raw in extra_anchors or []:
-        anchor = raw
-        if isinstance(raw, str):
-            try:
-                anchor = json.loads(raw)
-            except json.JSONDecodeError:
-                anchor = raw
-        problem = trusted.check(anchor)
-        if problem is None and not _well_formed(anchor):
-            problem = "malformed (needs kind, seq and hash)"
-        if problem is not None:
-            raise _Broken(VerifyResult(False, count, head, None, f"anchor in {where} is not acceptable: {problem}"))
-        heads.append((where, anchor))
-    if witness_state is not None and witness_state.get("head"):
-        served_head = witness_state["head"]
-        if trusted.check(served_head, roles={"witness"}) is not None:
-            raise _Broken(VerifyResult(False, count, head, None, "the witness's head does not verify"))
-        heads.append(("the governance server (witness)", served_head))
-    return heads
-
-
-def _verify_heads(heads: list[tuple[str, dict[str, Any]]], by_seq: dict[int, str], genesis_seq: int, count: int,
-                  head: str) -> None:  # fmt: skip
-    """3b. Every head (the file's, MLflow's, the witness's) names a record of the chain, with its hash."""
-    last_seq = genesis_seq + count
-    for where, anchor in heads:
-        seq, digest = int(anchor["seq"]), str(anchor["hash"])
-        if seq <= genesis_seq:
-            continue  # purged under a signed genesis
-        if seq > last_seq:
-            raise _Broken(VerifyResult(False, count, head, count + 1, f"{where} anchors seq {seq} but the chain "
-                                       f"ends at seq {last_seq}: records at the end were deleted"))  # fmt: skip
-        if by_seq[seq] != digest:
-            raise _Broken(VerifyResult(False, count, head, None,
-                                       f"record seq {seq} differs from the head anchored in {where}"))  # fmt: skip
-
-
-def _well_formed(anchor: Any) -> bool:
-    return (isinstance(anchor, dict) and anchor.get("kind") in ("head", "genesis")
-            and isinstance(anchor.get("seq"), int) and not isinstance(anchor.get("seq"), bool)
-            and isinstance(anchor.get("hash"), str))  # fmt: skip
-
-
-def verify_chain_records(records: list[dict[str, Any]], prev: str, next_seq: int) -> str | None:
-    """Why ``records`` do not extend a chain whose head is ``(next_seq - 1, prev)``, or None (the witness's test).
-
-    Args:
-        records: Records in order.
-        prev: The hash they must chain onto.
-        next_seq: The seq the first must carry.
-
-    Returns:
-        None, or the reason.
-    """
-    for record in records:
-        if not isinstance(record, dict) or record.get("seq") != next_seq:
-            return f"expected record seq {next_seq}"
-        if record.get("prev") != prev or record_hash(record) != record.get("hash"):
-            return f"record seq {next_seq} does not chain onto the witnessed head (rewritten or edited)"
-        prev, next_seq = record["hash"], next_seq + 1
-    return None
-
-
-def sha256_hex(data: bytes) -> str:
-    """SHA-256 hex digest.
-
-    Args:
-        data: Bytes.
-
-    Returns:
-        Hex digest.
-    """
-    return hashlib.sha256(data).hexdigest()
