@@ -26,7 +26,7 @@ def test_every_parameters_file_validates(env):
 def test_training_is_private_by_default_with_the_measured_recipe():
     train = validate_parameters(merged()).train
     assert train.privacy.enabled and train.privacy.target_epsilon == 1.0 and train.privacy.max_grad_norm == 0.25
-    assert train.model.embedding_dim == 1 and train.features.idf == "auto" and not train.uses_idf()
+    assert train.model.resolve_embedding_dim(2) == 1 and train.features.idf == "auto" and not train.uses_idf()
     assert validate_parameters(merged("gpu")).train.privacy.enabled  # every shipped environment stays private
 
 

@@ -210,7 +210,8 @@ class TrainingPreflightHook:
             bound = len(frame) + (len(weak) if isinstance(weak, pd.DataFrame) else 0)
             source = f"of '{name}'" + (" + 'weak_labels'" if weak is not None else "")
         if bound is not None:
-            check_training_rows(self._params.get("train") or {}, bound, source=source)
+            data = self._params.get("data") or {}
+            check_training_rows(self._params.get("train") or {}, bound, source=source, data=data)
 
 
 class MlflowRunStackHook:

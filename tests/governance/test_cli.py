@@ -177,7 +177,8 @@ def test_the_privacy_ledger_refuses_a_run_over_budget(tmp_path, corpus_path, mon
     from frugalml.errors import GovernanceError
 
     private = {**SMALL, "train": {**SMALL["train"], "epochs": 2, "batch_size": 32,
-                                  "privacy": {"enabled": True, "target_epsilon": 1.0}}}  # fmt: skip
+                                  "privacy": {"enabled": True, "target_epsilon": 1.0,
+                                              "refuse_signal_to_noise": 0}}}  # fmt: skip
     project = make_project(tmp_path, corpus_path, private, governance={"privacy": {"default_budget_epsilon": 1.5}})
     run(project, "__default__", monkeypatch)  # spends at most 1.0 of 1.5
     log = audit_of(project)

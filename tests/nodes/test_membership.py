@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 OVERFIT = {"epochs": 20, "patience": 20, "progress": False, "features": {"buckets": 8192},
            "model": {"embedding_dim": 16}, "privacy": {"enabled": False}}  # fmt: skip
 PRIVATE = {"epochs": 5, "batch_size": 50, "progress": False, "features": {"buckets": 8192},
-           "privacy": {"enabled": True, "target_epsilon": 1.0}}  # fmt: skip
+           "privacy": {"enabled": True, "target_epsilon": 1.0, "refuse_signal_to_noise": 0}}  # fmt: skip
 
 
 def _audit(sample_emails, params):

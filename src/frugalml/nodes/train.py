@@ -11,6 +11,7 @@ import fnmatch
 import logging
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, Schem
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
 from frugalml.params import DataSchema, SplitParams, TrainParams, parse_params
+from frugalml.privacy.signal import SignalToNoise, calibrated_noise_multiplier, signal_to_noise
 from frugalml.privacy.training import PrivateTraining, batch_too_large, check_dp_compatible
 from frugalml.tracking import as_history, as_metrics
 
@@ -185,7 +187,7 @@ def _setup(train: pd.DataFrame, dev: pd.DataFrame, config: TrainParams, schema: 
     x_train = tfidf_weights(counts, idf, sublinear=features.sublinear_tf)
     model_config: dict[str, Any] = {
         "buckets": features.buckets,
-        "embedding_dim": config.model.embedding_dim,
+        "embedding_dim": config.model.resolve_embedding_dim(len(schema.labels)),
         "num_classes": len(schema.labels),
         "hidden_dim": config.model.hidden_dim,
         "dropout": config.model.dropout,
@@ -295,6 +297,11 @@ def train_text_classifier(
         logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)
     private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size,
                               epochs=config.epochs, seed=seed) if config.privacy.enabled else None  # fmt: skip
+    signal = None
+    if private is not None:  # the check of the preflight hook, on the real N and the built model
+        trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)
+        signal = check_dp_signal(config, rows, len(schema.labels), source=f"of {rows} rows",
+                                 noise_multiplier=private.noise_multiplier, trainable=trainable).ratio  # fmt: skip
     best, curves = _fit(run, config, private, rng, batch_size)
     run.module.load_state_dict(best[2])
     run.module.eval()
@@ -302,6 +309,8 @@ def train_text_classifier(
     logger.info("trained in %.1fs; best epoch %d, dev loss %.4f", seconds, best[1], best[0])
     metrics: dict[str, Any] = {key: as_history(points) for key, points in curves.items()}
     metrics.update(as_metrics({"train_seconds": seconds, "best_epoch": best[1]}))
+    if signal is not None:
+        metrics.update(as_metrics({"dp_signal_to_noise": signal}))
     report = private.report() if private else {"enabled": False}
     return run.classifier.to_cpu(), metrics, report
 
@@ -363,24 +372,32 @@ def max_training_rows(frame: pd.DataFrame, split: dict[str, Any], data: dict[str
     return max(rest - math.ceil(config.dev_fraction * rest), 0) + pool
 
 
-def check_training_rows(params: dict[str, Any], rows: int, *, source: str) -> None:
-    """Refuse, before any work, a training that at most ``rows`` training rows cannot run.
+def check_training_rows(
+    params: dict[str, Any], rows: int, *, source: str, data: dict[str, Any] | None = None
+) -> SignalToNoise | None:
+    """Refuse, before any work, a training that at most ``rows`` training rows cannot run (or cannot learn from).
 
     Under DP an explicit ``train.batch_size`` must not exceed the training rows, and an explicit
     ``train.privacy.target_delta`` must be below 1/N; both are otherwise found only by the training node,
-    after the gates, the split and the cleaning have run.
+    after the gates, the split and the cleaning have run. Then the DP signal-to-noise bound
+    (:func:`check_dp_signal`) is checked for N = ``rows``: it only grows with N, so a bound computed from an
+    upper bound of the rows is itself optimistic, and a refusal is never premature.
 
     Args:
         params: ``params:train``.
         rows: An upper bound of the training rows (e.g. :func:`max_training_rows`).
         source: Where the bound comes from, for the message (e.g. ``of 'train_clean'``).
+        data: ``params:data`` (the number of classes sizes the model); default: the project's defaults.
+
+    Returns:
+        The signal-to-noise estimate under DP, else None.
 
     Raises:
         ParameterError: Naming the parameter, the bound and the value to set.
     """
     config = parse_params(TrainParams, params, name="train")
     if not config.privacy.enabled or rows < 1:
-        return  # no rows at all: the stage that finds them empty says so
+        return None  # no rows at all: the stage that finds them empty says so
     if config.batch_size != "auto" and config.batch_size > rows:
         raise ParameterError(batch_too_large(config.batch_size, rows, f"the at most {rows} training rows {source}"))
     delta = config.privacy.target_delta
@@ -389,6 +406,75 @@ def check_training_rows(params: dict[str, Any], rows: int, *, source: str) -> No
             f"train.privacy.target_delta {delta:g} must be below 1/N, and the training set {source} has at most "
             f"N = {rows} rows (1/N = {1.0 / rows:g}); set --params train.privacy.target_delta=null (1 / (10 N))"
         )
+    schema = parse_params(DataSchema, data or {}, name="data")
+    return check_dp_signal(config, rows, len(schema.labels), source=source)
+
+
+def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
+    module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(num_classes),
+                                num_classes, hidden_dim=config.model.hidden_dim)  # fmt: skip
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def check_dp_signal(
+    config: TrainParams,
+    rows: int,
+    num_classes: int,
+    *,
+    source: str,
+    noise_multiplier: float | None = None,
+    trainable: int | None = None,
+) -> SignalToNoise:
+    """Can DP-SGD learn from ``rows`` rows with these parameters? Warn or refuse, with the numbers and remedies.
+
+    The bound (:mod:`frugalml.privacy.signal`): sqrt(T) x B / (sigma x sqrt(d)), with sigma calibrated by the
+    accountant exactly as the training will. Below ``train.privacy.refuse_signal_to_noise`` the run stops,
+    below ``min_signal_to_noise`` it warns.
+
+    Args:
+        config: ``params:train``, validated.
+        rows: N (or an upper bound of it).
+        num_classes: C.
+        source: Where N comes from, for the message.
+        noise_multiplier: sigma when already calibrated (the training node's), else calibrated here.
+        trainable: d when the model is built, else counted from the parameters.
+
+    Returns:
+        The estimate.
+
+    Raises:
+        ParameterError: Below the refusal threshold.
+    """
+    privacy = config.privacy
+    batch = config.resolve_batch_size(rows)
+    if noise_multiplier is None:
+        noise_multiplier = calibrated_noise_multiplier(
+            target_epsilon=privacy.target_epsilon, delta=privacy.target_delta or 1.0 / (10 * rows), rows=rows,
+            batch_size=batch, epochs=config.epochs, accountant=privacy.accountant,
+        )  # fmt: skip
+    if trainable is None:
+        trainable = _trainable_parameters(config, num_classes)
+    estimate = signal_to_noise(rows=rows, batch_size=batch, epochs=config.epochs, noise_multiplier=noise_multiplier,
+                               trainable=trainable)  # fmt: skip
+    low = estimate.ratio < privacy.refuse_signal_to_noise
+    if not low and estimate.ratio >= privacy.min_signal_to_noise:
+        return estimate
+    bound = privacy.refuse_signal_to_noise if low else privacy.min_signal_to_noise
+    verdict = ("the noise swamps the gradients and the model will learn next to nothing" if low else
+               "the noise may swamp the gradients and the model may learn little (see docs/privacy.md)")  # fmt: skip
+    message = (
+        f"{estimate.explain()} (the training set {source}) is below {bound:g}: under DP at epsilon "
+        f"{privacy.target_epsilon:g} {verdict}. "
+        "Try: more training rows or a larger train.privacy.target_epsilon (spent from the privacy budget; the "
+        "bound grows about linearly with either); fewer trainable weights (train.features.buckets "
+        f"{config.features.buckets} -> {config.features.buckets // 4} doubles it); a pretrained encoder once the "
+        "model zoo has one"
+    )
+    if low:
+        raise ParameterError(message + " (train.privacy.refuse_signal_to_noise: 0 turns this refusal off)")
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return estimate
 
 
 def _shuffled_batches(rng: np.random.Generator, rows: int, batch_size: int) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from frugalml.errors import ModelError, ParameterError
+from frugalml.privacy.signal import calibrated_noise_multiplier
 from frugalml.privacy.step import dp_sgd_step
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ class PrivateTraining:
             ParameterError: delta >= 1/N, or a batch larger than the dataset.
         """
         from opacus.accountants import create_accountant
-        from opacus.accountants.utils import get_noise_multiplier
 
         if batch_size > rows:
             raise ParameterError(batch_too_large(batch_size, rows, f"the {rows} training rows"))
@@ -85,9 +85,9 @@ class PrivateTraining:
             logger.warning("DP noise comes from a seeded PRNG (secure_mode: false); use secure_mode for production")
         self.config, self.rows, self.sample_rate = config, rows, batch_size / rows
         self.batch_size, self.expected_batch_size = batch_size, float(batch_size)
-        self.noise_multiplier = get_noise_multiplier(
-            target_epsilon=config.target_epsilon, target_delta=self.delta, sample_rate=self.sample_rate,
-            steps=epochs * round(1 / self.sample_rate), accountant=config.accountant,
+        self.noise_multiplier = calibrated_noise_multiplier(
+            target_epsilon=config.target_epsilon, delta=self.delta, rows=rows, batch_size=batch_size, epochs=epochs,
+            accountant=config.accountant,
         )  # fmt: skip
         self.accountant = create_accountant(mechanism=config.accountant)
         self.generator = torch.Generator()
