@@ -54,11 +54,19 @@ def _project_parameters() -> dict[str, Any]:
     return load_project_parameters(CONF)  # conf/base: the committed parameters, not a developer's conf/local
 
 
+#: what a ``--smoke`` run changes: it tests the plumbing on a few hundred rows, which cannot learn under DP at
+#: epsilon 1, so the learnability pre-check warns there instead of refusing (set by :func:`sample_size`)
+SMOKE_OVERRIDES: dict[str, Any] = {"train": {"privacy": {"refuse_signal_to_noise": 0}}}
+_smoke = {"on": False}
+
+
 def parameters(overrides: dict[str, Any] | None = None) -> Any:
-    """The project's validated parameters (``conf/base``) with ``overrides`` deep-merged, as ``--params`` would."""
+    """The project's validated parameters (``conf/base``) with ``overrides`` deep-merged, as ``--params`` would
+    (in a ``--smoke`` run, over :data:`SMOKE_OVERRIDES`)."""
     from frugalml.params import deep_merge, validate_parameters
 
-    return validate_parameters(deep_merge(_project_parameters(), overrides or {}))
+    base = deep_merge(_project_parameters(), SMOKE_OVERRIDES) if _smoke["on"] else _project_parameters()
+    return validate_parameters(deep_merge(base, overrides or {}))
 
 
 def run_slice(
@@ -194,5 +202,6 @@ def reference_text(frame: pd.DataFrame) -> list[str]:
 def sample_size(args: Any, quick: int = 1500) -> int | None:
     """The corpus sample of a run: ``--smoke`` (:data:`SMOKE_SAMPLE`), ``--quick``, else the full corpus."""
     if getattr(args, "smoke", False):
+        _smoke["on"] = True  # the smoke sample's parameters: SMOKE_OVERRIDES
         return SMOKE_SAMPLE
     return quick if getattr(args, "quick", False) else None
