@@ -15,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from frugalml.errors import ArchiveDigestError, ParameterError, SchemaError
-from tests.helpers import CORPUS_SHA256, REPO, SMALL, make_project, run, store_uri  # noqa: F401  (re-exported while other suites move)
+from tests.helpers import CORPUS_SHA256, REPO, SMALL, make_project, run, store_uri
 
 pytestmark = pytest.mark.slow
 

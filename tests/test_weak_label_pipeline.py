@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.test_pipeline import SMALL, make_project, run
+from tests.helpers import SMALL, make_project, run
 
 pytestmark = pytest.mark.slow
 
