@@ -33,6 +33,9 @@ SMALL = {
     # ~200 rows cannot teach a model at epsilon 1 (signal-to-noise bound ~0.2): these runs test the plumbing,
     # so the learnability pre-check warns instead of refusing (tests/privacy/test_signal.py tests the refusal)
     "train": {"epochs": 5, "batch_size": 32, "progress": False, "privacy": {"refuse_signal_to_noise": 0}},
+    # ... and for the same reason the evaluation's useless-model gate warns (tests/nodes/test_evaluate_metrics.py
+    # tests the stop)
+    "evaluate": {"useless_model": "warn"},
 }
 
 

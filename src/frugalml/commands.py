@@ -9,6 +9,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -16,6 +17,9 @@ from frugalml.errors import AccessDenied, ApprovalError, FrugalMLError, Governan
 from frugalml.governance.audit import AuditLog
 from frugalml.governance.context import Governed, open_governed
 from frugalml.governance.rbac import GovernanceConfig, Identity, check_operation, load_governance
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 console = Console()
 
@@ -305,12 +309,78 @@ def cmd_delete_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the file types ``privacy status --dataset`` reads itself (anything else is a catalog entry's name)
+_TABLE_READERS = {".csv": "read_csv", ".parquet": "read_parquet", ".pq": "read_parquet", ".jsonl": "read_json"}
+
+
+def load_table(root: Path, env: str, dataset: str) -> tuple[pd.DataFrame, str]:
+    """The rows of ``--dataset``: a CSV / Parquet / JSON-lines file, or a dataset of the project's catalog.
+
+    Args:
+        root: Project root (the catalog's relative paths are relative to it).
+        env: Configuration environment.
+        dataset: A file path, or a catalog entry's name (e.g. ``train_clean``).
+
+    Returns:
+        The table and where it was read from.
+
+    Raises:
+        FrugalMLError: The file does not exist or cannot be read as a table, or no catalog entry has that name.
+    """
+    import contextlib
+
+    import pandas as pd
+
+    path = Path(dataset)
+    if path.suffix.lower() in _TABLE_READERS or path.exists():
+        if not path.is_file():
+            raise FrugalMLError(f"--dataset {dataset}: no such file")
+        reader = _TABLE_READERS.get(path.suffix.lower())
+        if reader is None:
+            raise FrugalMLError(f"--dataset {dataset}: not a table frugalml reads ({', '.join(_TABLE_READERS)})")
+        try:
+            frame = getattr(pd, reader)(path, **({"lines": True} if reader == "read_json" else {}))
+        except Exception as error:  # noqa: BLE001 - any reader failure is the same answer: not a readable table
+            raise FrugalMLError(f"--dataset {dataset}: cannot be read as a {path.suffix} table ({error})") from error
+        return frame, str(path)
+    from kedro.io import DataCatalog
+
+    from frugalml.config import load_config
+
+    entries = load_config("catalog", root / "conf", env, default={}) or {}
+    if dataset not in entries:
+        known = ", ".join(sorted(n for n in entries if not n.startswith("_"))[:12])
+        raise FrugalMLError(f"--dataset {dataset}: no such file, and no catalog entry of that name ({known}, ...)")
+    filepath = entries[dataset].get("filepath") if isinstance(entries[dataset], dict) else None
+    if filepath and "://" not in str(filepath) and not (root / str(filepath)).exists():
+        raise FrugalMLError(f"--dataset {dataset}: its file {filepath} does not exist yet (a run writes it)")
+    credentials = load_config("credentials", root / "conf", env, default={}) or {}
+    with contextlib.chdir(root):  # the catalog's relative file paths are relative to the project
+        try:
+            frame = DataCatalog.from_config({dataset: entries[dataset]}, credentials).load(dataset)
+        except Exception as error:  # noqa: BLE001 - the dataset's own error, under the name the user gave
+            raise FrugalMLError(f"--dataset {dataset}: the catalog entry cannot be loaded ({error})") from error
+    if not isinstance(frame, pd.DataFrame):
+        raise FrugalMLError(f"--dataset {dataset}: the catalog entry is a {type(frame).__name__}, not a table")
+    return frame, f"catalog entry {dataset}"
+
+
+def _text_columns(root: Path, env: str) -> list[str]:
+    from frugalml.config import load_config
+    from frugalml.params import DataSchema
+
+    data = (load_config("parameters", root / "conf", env, default={}) or {}).get("data") or {}
+    return list(data.get("text_columns") or DataSchema().text_columns)
+
+
 def cmd_privacy_status(args: argparse.Namespace) -> int:
-    """``frugalml privacy status``: lifetime epsilon spent and remaining per dataset."""
+    """``frugalml privacy status``: lifetime epsilon spent and remaining per dataset (or of ``--dataset``)."""
     from frugalml.governance.ledger import status
 
     governed = _open(args.env, "privacy.status")
     config = governed.config
+    if args.dataset:
+        return _dataset_status(governed, args.env, args.dataset)
     rows = status(governed.log, config, governed.client)
     if not rows:
         console.print(
@@ -319,6 +389,30 @@ def cmd_privacy_status(args: argparse.Namespace) -> int:
     for row in rows:
         console.print(f"{row['dataset']}  spent {row['spent']:.3f} of {row['budget']:.3f}  "
                       f"(remaining {row['remaining']:.3f}, {row['runs']} runs)")  # fmt: skip
+    return 0
+
+
+def _dataset_status(governed: Governed, env: str, dataset: str) -> int:
+    """The ledger key of one table's rows, and the budget its most-spent row has spent and has left."""
+    from frugalml.governance.ledger import budget_of, ledger_key, per_row_spent, row_hashes
+
+    frame, source = load_table(governed.root, env, dataset)
+    if not len(frame):
+        raise FrugalMLError(f"--dataset {dataset}: the table has no rows")
+    try:
+        hashes = row_hashes(frame, _text_columns(governed.root, env))
+    except GovernanceError as error:  # the ledger speaks of "the training set": name the table the user gave
+        raise FrugalMLError(f"--dataset {dataset}: {error}") from error
+    key = ledger_key(hashes)
+    per_row = per_row_spent(governed.log, hashes)  # verifies the trail; a row shares any earlier spend it holds
+    spent = float(per_row.max())
+    budget = budget_of(governed.config, key, governed.client)
+    console.print(f"{key}  {len(frame)} rows of {source}", highlight=False)
+    console.print(f"  spent {spent:.3f} of {budget:.3f} (remaining {budget - spent:.3f}; the most-spent row, "
+                  f"{int((per_row > 0).sum())} rows spent before)", highlight=False)  # fmt: skip
+    console.print(f"  a training on exactly these rows is {key}: `frugalml request disable_dp --detail "
+                  f"dataset={key}`; a training on part of them (the split's training rows: train_clean) has "
+                  "its own key", highlight=False)  # fmt: skip
     return 0
 
 
@@ -370,7 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     privacy = commands.add_parser("privacy", help="the privacy ledger").add_subparsers(
         dest="privacy_command", required=True
     )
-    privacy.add_parser("status", help="epsilon spent and remaining per dataset").set_defaults(func=cmd_privacy_status)
+    privacy_status = privacy.add_parser("status", help="epsilon spent and remaining per dataset")
+    privacy_status.add_argument("--dataset", help="a CSV/Parquet/JSON-lines file or a catalog entry (train_clean): "
+                                "its ledger key and budget, before a run")  # fmt: skip
+    privacy_status.set_defaults(func=cmd_privacy_status)
     check = commands.add_parser("check", help="deployment checklist; exit 1 if any item fails")
     check.add_argument("--run", help="the MLflow run of the model to check (default: the latest)")
     check.add_argument("--no-scan", action="store_true", help="skip the dependency vulnerability scan")

@@ -11,6 +11,7 @@ from frugalml.hooks import (
     ParameterValidationHook,
     TrainingPreflightHook,
 )
+from frugalml.run_names import RunNameHook
 
 # kedro-mlflow registers its own hook through its plugin entry point (one MLflow run per `kedro run`).
 HOOKS = (
@@ -21,6 +22,7 @@ HOOKS = (
     TrainingPreflightHook(),  # the training's batch against the data's size, before the gates run
     MlflowRunStackHook(),  # one "run closed because of an error" line, not one per node
     LoadErrorHintHook(),  # a file that is not UTF-8: which load_args to set
+    RunNameHook(),  # MLflow run names: pipeline · first table's key · model kind
 )
 
 

@@ -189,6 +189,40 @@ def render_drift_html(report: dict[str, Any]) -> str:
     )
 
 
+def reference_mismatch(reference: pd.DataFrame, current: pd.DataFrame, schema: DataSchema) -> str | None:
+    """Why the reference is from another table than ``params:data`` describes, or ``None`` when it is not.
+
+    The reference (the current model's training set) is of the same table when it has every text column and
+    the label column of ``params:data`` that the new batch has, and its labels are among ``data.labels`` (a
+    training set of this table always has them). The first run on a new table meets the previous table's
+    training set.
+
+    Args:
+        reference: The reference batch.
+        current: The new batch.
+        schema: ``params:data``.
+
+    Returns:
+        A reason, naming the columns, or ``None``.
+    """
+    wanted = [c for c in (*schema.text_columns, schema.label_column) if c in current.columns]
+    missing = [c for c in wanted if c not in reference.columns]
+    shown = list(map(str, reference.columns))[:8]
+    columns = ", ".join(shown) + (", ..." if len(reference.columns) > len(shown) else "")
+    if missing:
+        return f"columns {columns}; it has no {', '.join(missing)}"
+    if schema.label_column in reference.columns:
+        values = reference[schema.label_column].dropna()
+        numeric = pd.to_numeric(values, errors="coerce")
+        undeclared = sorted(
+            {str(v) for v, n in zip(values, numeric, strict=True) if pd.isna(n) or n not in schema.labels}
+        )
+        if undeclared:
+            return (f"columns {columns}; its '{schema.label_column}' has labels {undeclared[:5]} outside data.labels "
+                    f"{schema.labels}")  # fmt: skip
+    return None
+
+
 def detect_drift(
     reference: pd.DataFrame | None, current: pd.DataFrame, params: dict[str, Any], data: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], Figure, str]:
@@ -209,8 +243,20 @@ def detect_drift(
     """
     config = parse_params(DriftParams, params, name="drift")
     schema = parse_params(DataSchema, data, name="data")
-    if reference is None or reference.empty or not config.enabled:
-        why = "drift check disabled" if not config.enabled else "no reference batch yet (no model trained)"
+    mismatch = None
+    if config.enabled and reference is not None and not reference.empty:
+        mismatch = reference_mismatch(reference, current, schema)
+        if mismatch:
+            logger.info("drift reference is from another table (%s): no comparison; the next run compares against "
+                        "this table's training set", mismatch)  # fmt: skip
+    if reference is None or reference.empty or not config.enabled or mismatch:
+        why = (
+            "drift check disabled"
+            if not config.enabled
+            else f"drift reference is from another table ({mismatch}): no comparison"
+            if mismatch
+            else "no reference batch yet (no model trained)"
+        )
         report = {"signals": {}, "thresholds": {}, "drifted": [], "retrain_recommended": False, "note": why,
                   "reference_rows": 0 if reference is None else len(reference), "current_rows": len(current),
                   "action": config.action}  # fmt: skip
