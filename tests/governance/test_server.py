@@ -480,7 +480,7 @@ def test_kedro_split_run_as_alice_is_tracked_by_the_server(
     client = MlflowClient(server.uri)
     experiment = client.get_experiment_by_name("frugalml")
     assert experiment.experiment_id == provisioned["experiment_id"]
-    runs = client.search_runs([experiment.experiment_id], "tags.`mlflow.runName` = 'split'")
+    runs = client.search_runs([experiment.experiment_id], "tags.`frugalml.pipeline` = 'split'")
     assert len(runs) == 1
     run = client.get_run(runs[0].info.run_id)
     assert run.info.status == "FINISHED"

@@ -217,7 +217,7 @@ def test_audit_anchors_in_mlflow_cannot_be_garbled_or_deleted_over_rest(governed
     login(monkeypatch, uri, "alice")
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("frugalml").experiment_id
-    trained = client.search_runs([experiment], "tags.`mlflow.runName` = '__default__'")[0]
+    trained = client.search_runs([experiment], "tags.`frugalml.pipeline` = '__default__'")[0]
     with pytest.raises(MlflowException, match="tree head signed by this governance server"):
         client.set_tag(trained.info.run_id, "audit.head", "999999:" + "f" * 64)  # the old format, forged
     with pytest.raises(MlflowException, match="cannot be deleted"):
