@@ -59,7 +59,11 @@ def test_failure_message_names_expectation_column_observed_value_and_ids(sample_
     duplicated = corrupted["email_id"][corrupted["email_id"].duplicated()].iloc[0]
     assert duplicated in message and "unexpected rows" in message
     _, _, one_class_report, _, _ = gate(CORRUPTIONS["all_one_class"](sample_emails, None)[0])
-    assert any("expect_column_mean_to_be_between(label): observed 0.0" in f for f in one_class_report["failures"])
+    assert any(
+        "expect_column_distinct_values_to_contain_set(classes of label): the 412 labelled rows are all of one "
+        "class, 0 ('ham') (rows per class: 0 ('ham'): 412, 1 ('spam'): 0" in f
+        for f in one_class_report["failures"]
+    )
 
 
 def test_missing_label_column_stops(sample_emails):
@@ -161,8 +165,9 @@ def test_generic_suite_checks_label_balance_and_names_the_remedy(sample_emails):
     passed, _, report, _, _ = gate(one_class, "text_table", data=TICKETS)
     with pytest.raises(
         DataQualityError,
-        match=r"expect_column_mean_to_be_between\(share of category = 1 "
-        r"\('abuse'\)\): observed 0.0.*one class.*add rows of the missing",
+        match=r"expect_column_distinct_values_to_contain_set\(classes of category\): the \d+ labelled rows are all "
+        r"of one class, 0 \('ok'\) \(rows per class: 0 \('ok'\): \d+, 1 \('abuse'\): 0.*add rows of the missing "
+        r"class 1 \('abuse'\)\n",
     ):
         enforce_quality_gate(passed, report)  # fmt: skip
     numeric = table.assign(category=table["category"].map({"ok": 0, "abuse": 1}))  # values instead of names
@@ -179,3 +184,71 @@ def test_gate_on_a_table_without_its_text_column_names_the_column(sample_emails)
     assert quarantine.empty and len(passed) == len(table)
     with pytest.raises(DataQualityError, match=r"lacks text column\(s\) \['message'\] of data.text_columns"):
         enforce_quality_gate(passed, report)
+
+
+# --- issue 16: class balance for K >= 2 classes; binary behaves as before ---------------------------------
+def _with_share(frame: pd.DataFrame, label: str, minority, share: float) -> pd.DataFrame:
+    """All rows of the other class plus as many rows of ``minority`` as make its share ``share``."""
+    rest, rows = frame[frame[label] != minority], frame[frame[label] == minority]
+    return pd.concat([rest, rows.head(round(share * len(rest) / (1 - share)))])
+
+
+@pytest.mark.parametrize(
+    ("suite_name", "share", "passes"),
+    [("text_table", 0.04, False), ("text_table", 0.06, True), ("text_table", 0.94, True), ("text_table", 0.96, False),
+     ("training_set", 0.015, False), ("training_set", 0.025, True), ("training_set", 0.975, True),
+     ("training_set", 0.985, False)],
+)  # fmt: skip
+def test_binary_balance_bounds_are_the_positive_share_bounds_of_before(sample_emails, suite_name, share, passes):
+    """Before issue 16: positive share within [0.05, 0.95] (text_table, emails) and [0.02, 0.98] (training_set).
+    Now: each class >= 10% / 4% of an even split, the same bounds for K = 2."""
+    table = tickets(sample_emails)
+    if suite_name == "training_set":  # the training gate sees coerced integer labels
+        table = table.assign(category=table["category"].map({"ok": 0, "abuse": 1}))
+    names = [0, 1] if suite_name == "training_set" else ["ok", "abuse"]
+    minority = names[1] if share < 0.5 else names[0]
+    batch = _with_share(pd.concat([table] * 3, ignore_index=True), "category", minority, min(share, 1 - share))
+    _, _, report, _, _ = gate(batch, suite_name, data=TICKETS)
+    assert report["success"] is passes, report["failures"]
+    if not passes:
+        (failure,) = report["failures"]
+        under = "1 ('abuse')" if share < 0.5 else "0 ('ok')"  # the class under its bound
+        bound = "5%" if suite_name == "text_table" else "2%"
+        assert f"class {under} is " in failure and f"(allowed ≥ {bound}: min_value" in failure
+        assert f"lower min_value in suite '{suite_name}' (conf/base/expectations/{suite_name}.yml" in failure
+
+
+def test_emails_suite_takes_the_declared_labels(sample_emails):
+    """emails.yml checks labels against {data.labels}, not a hard-coded [0, 1]."""
+    three = sample_emails.assign(label=sample_emails["label"].where(sample_emails["group"] != "hard-ham-1", 2))
+    data = {"labels": [0, 1, 2], "label_names": ["ham", "spam", "hard_ham"]}
+    _, quarantine, report, _, _ = gate(three, data=data)
+    assert report["success"] and quarantine.empty, report["failures"]
+    _, quarantine, report, _, _ = gate(three)  # binary declaration: class 2 is outside the set
+    assert set(quarantine["email_id"]) == set(three.loc[three["label"] == 2, "email_id"])
+
+
+def test_failures_name_the_observed_value_and_the_allowed_range(sample_emails):
+    tiny = tickets(sample_emails).head(12).assign(category=lambda f: f["category"].map({"ok": 0, "abuse": 1}))
+    _, _, report, _, _ = gate(tiny, "training_set", data=TICKETS)
+    assert "expect_table_row_count_to_be_between: observed 12, allowed ≥ 20" in report["failures"]
+    outside = tickets(sample_emails).assign(category=0)
+    outside.loc[outside.index[:4], "category"] = 7
+    outside.loc[outside.index[4:200], "category"] = 1
+    _, _, report, _, _ = gate(outside, "training_set", data=TICKETS)
+    (failure,) = report["failures"]
+    assert (
+        "expect_column_values_to_be_in_set(category): 4 unexpected rows (values 7 (4 rows)), allowed values [0, 1]"
+        in failure
+    )
+    assert "declare the class in data.labels" in failure
+
+
+def test_profiling_proposes_class_balance_checks(sample_emails):
+    kinds = {
+        (e["expectation"], e["kwargs"].get("column")) for e in propose_suite(sample_emails, True, {})["expectations"]
+    }
+    assert {
+        ("expect_column_distinct_values_to_contain_set", "_label"),
+        ("expect_column_min_to_be_between", "_label_balance"),
+    } <= kinds

@@ -18,6 +18,7 @@ from frugalml.nodes.quality.suites import (
     _hint,
     _reads,
     _substitute,
+    class_balance_failure,
     describe_column,
     parse_suite,
 )
@@ -65,21 +66,60 @@ def _result_entry(result: Any, item: Any, index: int, *, schema: DataSchema, vie
         "unexpected_percent": _plain(details.get("unexpected_percent")),
         "example_ids": examples,
         "exception": exception,
+        "unexpected_values": _unexpected_values(details),
+        "allowed": _allowed({key: _substitute(value, schema) for key, value in item.kwargs.items()}),
     }
     label = f"{item.expectation}({described})" if column else item.expectation
     return entry, failing_rows, label
 
 
-def _failure_message(entry: dict[str, Any], label: str, schema: DataSchema) -> str:
-    """What a failed (non-quarantining) expectation tells the user, with a hint when the cause is known."""
+def _short(value: Any, limit: int = 60) -> Any:
+    value = _plain(value)
+    return value[:limit] + "..." if isinstance(value, str) and len(value) > limit else value
+
+
+def _unexpected_values(details: dict[str, Any]) -> list[list[Any]]:
+    """The most frequent unexpected values with their row counts (shortened: a value may be a whole text)."""
+    counts = details.get("partial_unexpected_counts") or []
+    return [[_short(item.get("value")), _plain(item.get("count"))] for item in counts[:5] if isinstance(item, dict)]
+
+
+def _number(value: Any) -> str | None:
+    if value is None:
+        return None
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def _allowed(kwargs: dict[str, Any]) -> str | None:
+    """The bound or set an expectation allows, in words (``allowed 0.05 to 0.95``, ``allowed ≥ 20``)."""
+    low, high = (_number(kwargs.get(key)) for key in ("min_value", "max_value"))
+    if low is not None and high is not None:
+        return f"allowed {low} to {high}"
+    if low is not None or high is not None:
+        return f"allowed ≥ {low}" if low is not None else f"allowed ≤ {high}"
+    if isinstance(kwargs.get("value_set"), list):
+        return f"allowed values {_short(kwargs['value_set'], 200)}"
+    if kwargs.get("type_list"):
+        return f"allowed types {kwargs['type_list']}"
+    return None
+
+
+def _failure_message(entry: dict[str, Any], label: str, schema: DataSchema, detail: str | None = None) -> str:
+    """What a failed (non-quarantining) expectation tells the user: what was observed, what is allowed, and a
+    hint when the cause is known (``detail``: the class-balance sentence, which says all of that itself)."""
     exception, observed, examples = entry["exception"], entry["observed_value"], entry["example_ids"]
-    return (
-        f"{label}: "
-        + (f"error {exception}" if exception else f"observed {observed!r}" if observed is not None else "")
-        + (f", {entry['unexpected_count']} unexpected rows" if entry["unexpected_count"] else "")
-        + (f", e.g. ids {examples}" if examples else "")
-        + ("" if exception else _hint(entry["expectation"], entry["gx_column"], schema))
-    )
+    if detail and not exception:
+        return f"{label}: {detail}"
+    parts = [f"error {exception}"] if exception else [f"observed {observed!r}"] if observed is not None else []
+    if entry["unexpected_count"]:
+        values = ", ".join(f"{value!r} ({count} rows)" for value, count in entry["unexpected_values"])
+        parts.append(f"{entry['unexpected_count']} unexpected rows" + (f" (values {values})" if values else ""))
+    if entry["allowed"] and not exception:
+        parts.append(entry["allowed"])
+    if examples:
+        parts.append(f"e.g. ids {examples}")
+    hint = "" if exception else _hint(entry["expectation"], entry["gx_column"], schema)
+    return f"{label}: {', '.join(parts)}{hint}" if parts else f"{label}:{hint}"
 
 
 def _sort_results(
@@ -115,7 +155,11 @@ def _sort_results(
                     reasons.setdefault(row, []).append(label)
                 continue
             target = report["failures"] if item.severity == "error" else report["warnings"]
-            target.append(_failure_message(entry, label, schema))
+            kwargs = {key: _substitute(value, schema) for key, value in item.kwargs.items()}
+            detail = class_balance_failure(
+                item.expectation, entry["gx_column"], kwargs, view=view, schema=schema, suite=spec.name
+            )
+            target.append(_failure_message(entry, label, schema, detail))
     return reasons, as_metrics(figures)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from frugalml.nodes.quality.checkpoint import _plain
-from frugalml.nodes.quality.suites import TEXT, TEXT_TYPE, _gx_frame
+from frugalml.nodes.quality.suites import LABEL, LABEL_BALANCE, TEXT, TEXT_TYPE, _gx_frame
 from frugalml.params import DataSchema, parse_params
 
 
@@ -61,11 +61,27 @@ def _column_expectations(values: pd.Series, column: str, schema: DataSchema, row
     return out
 
 
+def _class_expectations(view: pd.DataFrame, schema: DataSchema) -> list[dict[str, Any]]:
+    """Class balance, for any number of classes: every declared class present (when the batch has them all),
+    none under half the smallest observed share of an even split (``_label_balance``)."""
+    balance = view[LABEL_BALANCE].dropna()
+    if balance.empty:
+        return []
+    out: list[dict[str, Any]] = []
+    if view[LABEL].nunique() == len(schema.labels):
+        out.append({"expectation": "expect_column_distinct_values_to_contain_set",
+                    "kwargs": {"column": LABEL, "value_set": "{data.labels}"}})  # fmt: skip
+    out.append({"expectation": "expect_column_min_to_be_between",
+                "kwargs": {"column": LABEL_BALANCE, "min_value": round(float(balance.min()) / 2, 3)}})  # fmt: skip
+    return out
+
+
 def propose_suite(frame: pd.DataFrame, profile: bool, data: dict[str, Any]) -> dict[str, Any]:
     """Propose a starting suite from a trusted batch (``--params=profile=true``), for review; never applied.
 
     GX 1.24 has no profiler, so this looks at the data itself: row count, per column nulls, uniqueness,
-    numeric ranges, small value sets and text lengths, plus the derived ``_text`` checks.
+    numeric ranges, small value sets and text lengths, plus the derived ``_text`` checks and the class balance
+    (every declared class present, each at least half its observed share of an even split).
 
     Args:
         frame: A batch you trust.
@@ -95,6 +111,7 @@ def propose_suite(frame: pd.DataFrame, profile: bool, data: dict[str, Any]) -> d
         {"expectation": "expect_column_proportion_of_unique_values_to_be_between",
          "kwargs": {"column": TEXT, "min_value": round(max(0.0, unique_share - 0.05), 3)}, "severity": "warn"},
     ]  # fmt: skip
+    expectations += _class_expectations(view, schema)
     return {
         "note": f"proposed from a trusted batch of {rows} rows: review, edit, then copy into conf/base/expectations/",
         "name": "proposed",
