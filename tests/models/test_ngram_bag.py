@@ -15,6 +15,7 @@ from frugalml.models.pyfunc import load_text_classifier, predict_frame, save_tex
 from frugalml.nodes.train import train_text_classifier
 
 DATA: dict = {}
+NO_DP = {"enabled": False}  # these tests are about the model and its file format, not privacy
 
 
 def test_tfidf_rows_are_unit_norm_and_empty_rows_stay_empty():
@@ -39,7 +40,7 @@ def test_embedding_bag_equals_dense_matmul_reference():
 
 def test_save_load_round_trip_predicts_the_same(sample_emails, tmp_path):
     train, dev = sample_emails.iloc[:400], sample_emails.iloc[400:]
-    model, _, _ = train_text_classifier(train, dev, {"epochs": 2, "progress": False}, DATA, 0)
+    model, _, _ = train_text_classifier(train, dev, {"epochs": 2, "progress": False, "privacy": NO_DP}, DATA, 0)
     save_text_classifier(model, tmp_path / "m")
     assert json.loads((tmp_path / "m" / "model.json").read_text())["format"] == "frugalml.ngram_bag/1"
     loaded = load_text_classifier(tmp_path / "m")
@@ -50,7 +51,7 @@ def test_save_load_round_trip_predicts_the_same(sample_emails, tmp_path):
 
 def test_missing_text_column_at_inference_is_named(sample_emails):
     model, _, _ = train_text_classifier(
-        sample_emails.iloc[:300], sample_emails.iloc[300:], {"epochs": 1, "progress": False}, DATA, 0
+        sample_emails.iloc[:300], sample_emails.iloc[300:], {"epochs": 1, "progress": False, "privacy": NO_DP}, DATA, 0
     )
     with pytest.raises(KeyError, match="subject"):
         model.predict_proba(pd.DataFrame({"body": ["hello"]}))

@@ -347,7 +347,7 @@ def test_bad_parameters_and_models_are_refused(noisy, cleaned):
 def test_fold_models_keep_their_own_non_private_recipe(noisy, cleaned):
     """clean.fold_train is merged over params:train key by key; DP is off whatever either block says."""
     private = parse_params(TrainParams, {"features": {"buckets": 4096}}, name="train")  # DP on: the default
-    assert private.privacy.enabled and private.model.embedding_dim == 1
+    assert private.privacy.enabled and private.model.resolve_embedding_dim(2) == 1
     folds = fold_train_params(private, parse_params(CleanParams, {}, name="clean"))
     assert folds["privacy"]["enabled"] is False and folds["progress"] is False
     assert folds["model"]["embedding_dim"] == 16 and folds["features"]["idf"] is True and folds["epochs"] == 10
