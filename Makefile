@@ -43,6 +43,7 @@ bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.privacy
 	$(BIN)/python -m benchmarks.weak_labels
 	$(BIN)/python -m benchmarks.cleaning
+	$(BIN)/python -m benchmarks.generality
 
 ui: install  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

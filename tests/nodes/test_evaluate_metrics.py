@@ -147,7 +147,8 @@ def test_collapsed_model_fails_with_the_numbers_and_what_to_try(collapsed):
     model, test = collapsed
     _, report, _, predictions = evaluate_classifier(model, test, {}, {})
     assert report["predicted_classes"] == 1 and report["test_classes"] == 2  # the real model collapsed
-    assert len(report["useless_model_problems"]) == 2  # collapsed, and no gain over the majority
+    # collapsed, no gain over the majority, macro-F1 below chance
+    assert len(report["useless_model_problems"]) == 3
     majority = f"{report['majority_baseline_accuracy']:.4f}"
     with pytest.raises(ModelError) as error:
         check_useful_model(report, predictions, {})
@@ -179,22 +180,49 @@ def test_the_margin_over_the_majority_baseline():
     report["label_names"] = ["ham", "spam"]
     assert report["majority_baseline_accuracy"] == pytest.approx(0.7) and report["accuracy"] == pytest.approx(0.72)
     assert report["error_reduction_over_majority"] == pytest.approx(0.02 / 0.3)
-    assert useless_model_problems(report, 0.05) == []
-    (problem,) = useless_model_problems(report, 0.1)
+    assert not any("baseline's errors" in p for p in useless_model_problems(report, 0.05, 0.05))  # 6.7% >= 5%
+    (problem, at_chance) = useless_model_problems(report, 0.1, 0.05)
     assert "fixes 6.7% of the baseline's errors" in problem and "asks for 10.0%" in problem
+    assert "macro-F1" in at_chance and "not above chance 0.5000" in at_chance
+
+
+def test_a_model_that_gives_up_on_a_class_fails_at_chance_macro_f1():
+    # 72% accuracy against a 70% majority fixes 6.7% of its errors (enough at 0.05), but the minority is
+    # recalled 2 times in 30: macro-F1 0.479, below the 0.5 of guessing at the class shares
+    y = np.r_[np.zeros(70, dtype=int), np.ones(30, dtype=int)]
+    probabilities = np.tile([0.9, 0.1], (100, 1))
+    probabilities[70:72] = [0.2, 0.8]
+    report = classification_metrics(probabilities, y, positive=1, threshold=0.5, bins=10, names=["ham", "spam"])
+    report["label_names"] = ["ham", "spam"]
+    assert report["chance_macro_f1"] == 0.5
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(y, probabilities.argmax(1), average="macro"))
+    assert report["macro_f1_gain_over_chance"] == pytest.approx((report["macro_f1"] - 0.5) / 0.5)
+    (problem,) = useless_model_problems(report, 0.05, 0.05)
+    assert f"macro-F1 {report['macro_f1']:.4f} is not above chance 0.5000 (1 / 2 classes" in problem
+    assert "evaluate.min_macro_f1_gain_over_chance asks for 5.0%" in problem
+    # a model that also recalls the minority clears the bar: 14 of 30 spam found, no ham lost
+    probabilities[70:84] = [0.2, 0.8]
+    report = classification_metrics(probabilities, y, positive=1, threshold=0.5, bins=10, names=["ham", "spam"])
+    assert report["macro_f1_gain_over_chance"] > 0.05
+    assert useless_model_problems(report | {"label_names": ["ham", "spam"]}, 0.05, 0.05) == []
+    # a 4-class table: chance is 1/4
+    four = classification_metrics(np.eye(4)[np.arange(40) % 4], np.arange(40) % 4, positive=1, threshold=0.5,
+                                  bins=10)  # fmt: skip
+    assert four["chance_macro_f1"] == 0.25 and four["macro_f1_gain_over_chance"] == pytest.approx(1.0)
 
 
 def test_a_one_class_test_set_has_no_baseline_to_beat():
     probabilities = np.tile([0.2, 0.8], (20, 1))
     report = classification_metrics(probabilities, np.ones(20, dtype=int), positive=1, threshold=0.5, bins=10)
     assert report["test_classes"] == 1 and np.isnan(report["error_reduction_over_majority"])
-    assert useless_model_problems(report, 0.05) == []
+    assert useless_model_problems(report, 0.05, 0.05) == []
     assert "one class only: no baseline to beat" in evaluation_summary(report)
 
 
 @pytest.mark.parametrize(
     ("params", "key"),
     [({"useless_model": "maybe"}, "useless_model"), ({"min_error_reduction_over_majority": 1.5}, "min_error"),
+     ({"min_macro_f1_gain_over_chance": -0.1}, "min_macro_f1_gain_over_chance"),
      ({"positive_class_metrics": "sometimes"}, "positive_class_metrics"), ({"min_gain": 0.1}, "min_gain")],
 )  # fmt: skip
 def test_bad_evaluate_parameters_are_named(params, key):

@@ -177,6 +177,11 @@ def classification_metrics(
         "test_classes": int((counts > 0).sum()),
         "predicted_classes": int(len(np.unique(y_pred))),
     }
+    # guessing at the test set's class shares scores a macro-F1 of 1 / K in expectation (each class's F1 is its
+    # share); a model must beat that as well as the majority's accuracy (docs/evaluation.md)
+    chance = 1.0 / report["test_classes"]
+    report["chance_macro_f1"] = chance
+    report["macro_f1_gain_over_chance"] = (report["macro_f1"] - chance) / (1 - chance) if chance < 1 else float("nan")
     if n_classes > 2:
         report["roc_auc_macro"] = one_vs_rest_auc(probabilities, y_true)
     if positive_class_metrics is True or (positive_class_metrics == "auto" and n_classes == 2):

@@ -60,7 +60,9 @@ def evaluate_classifier(
         names=names, positive_class_metrics=config.positive_class_metrics,
     )  # fmt: skip
     report.update(label_names=names, positive_label=schema.positive_label)
-    report["useless_model_problems"] = useless_model_problems(report, config.min_error_reduction_over_majority)
+    report["useless_model_problems"] = useless_model_problems(
+        report, config.min_error_reduction_over_majority, config.min_macro_f1_gain_over_chance
+    )
     figure = plot_roc_and_reliability(
         probabilities, y_true, positive=positive, bins=config.calibration_bins, names=names,
         title=f"test set: {len(test)} rows, accuracy {report['accuracy']:.4f} "
@@ -92,15 +94,18 @@ def check_useful_model(report: dict[str, Any], checked_predictions: pd.DataFrame
         params: ``params:evaluate``.
 
     Raises:
-        ModelError: When the predictions collapse to one class or accuracy does not beat the majority baseline
-            by ``evaluate.min_error_reduction_over_majority`` (and ``useless_model`` is ``fail``).
+        ModelError: When the predictions collapse to one class, accuracy does not beat the majority baseline
+            by ``evaluate.min_error_reduction_over_majority`` or macro-F1 does not beat chance by
+            ``evaluate.min_macro_f1_gain_over_chance`` (and ``useless_model`` is ``fail``).
     """
     config = parse_params(EvaluateParams, params, name="evaluate")
     logger.info(
         "%s\n  predictions gate: %d of %d rows passed",
         evaluation_summary(report), len(checked_predictions), report["rows"],
     )  # fmt: skip
-    problems = useless_model_problems(report, config.min_error_reduction_over_majority)
+    problems = useless_model_problems(
+        report, config.min_error_reduction_over_majority, config.min_macro_f1_gain_over_chance
+    )
     if not problems:
         return
     message = useless_model_message(report, problems)

@@ -15,13 +15,15 @@ REMEDIES = (
 )
 
 
-def useless_model_problems(report: dict[str, Any], min_error_reduction: float) -> list[str]:
-    """Why a model is no better than the majority class: predictions collapsed to one class, or too small a
-    gain over the majority baseline. A test set of one class has no baseline to beat: nothing is checked.
+def useless_model_problems(report: dict[str, Any], min_error_reduction: float, min_macro_f1_gain: float) -> list[str]:
+    """Why a model is no better than the majority class or chance: predictions collapsed to one class, too small
+    a gain over the majority baseline's accuracy, or a macro-F1 too close to chance (1 / K). A test set of one
+    class has no baseline to beat: nothing is checked.
 
     Args:
         report: From :func:`classification_metrics` (with ``label_names``).
         min_error_reduction: ``evaluate.min_error_reduction_over_majority``.
+        min_macro_f1_gain: ``evaluate.min_macro_f1_gain_over_chance``.
 
     Returns:
         One sentence per problem, naming the numbers (empty: the model is useful).
@@ -42,6 +44,13 @@ def useless_model_problems(report: dict[str, Any], min_error_reduction: float) -
             f"{report['majority_baseline_accuracy']:.4f} (always '{report['majority_class']}', the test set's "
             f"majority share) by the margin: it fixes {reduction:.1%} of the baseline's errors, "
             f"evaluate.min_error_reduction_over_majority asks for {min_error_reduction:.1%}"
+        )
+    gain = report["macro_f1_gain_over_chance"]
+    if not gain >= min_macro_f1_gain:
+        problems.append(
+            f"macro-F1 {report['macro_f1']:.4f} is not above chance {report['chance_macro_f1']:.4f} (1 / "
+            f"{report['test_classes']} classes: guessing at the class shares) by the margin: it goes {gain:.1%} "
+            f"of the way from chance to 1, evaluate.min_macro_f1_gain_over_chance asks for {min_macro_f1_gain:.1%}"
         )
     return problems
 
