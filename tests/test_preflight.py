@@ -27,23 +27,8 @@ def test_auto_batch_is_a_quarter_of_a_small_training_set_and_256_from_1024_rows(
     assert private.batch_size == "auto"  # the default
     assert [private.resolve_batch_size(n) for n in (1, 3, 78, 259, 1023, 1024, 4258)] == [1, 1, 19, 64, 255, 256, 256]
     plain = parse_params(TrainParams, {"privacy": {"enabled": False}}, name="train")
-    assert plain.resolve_batch_size(78) == 64  # plain mini-batches: no N constraint, the non-private recipe
-    assert parse_params(TrainParams, {"batch_size": "96"}, name="train").resolve_batch_size(78) == 96  # `--params`
-
-
-def test_auto_recipe_follows_the_privacy_mode_and_an_explicit_value_wins():
-    private = parse_params(TrainParams, {"lr": "auto", "features": {"buckets": "auto"}}, name="train")
-    assert (private.lr, private.epochs, private.patience, private.features.buckets) == (0.05, 5, 2, 65536)
-    plain = parse_params(TrainParams, {"privacy": {"enabled": False}, "epochs": "auto"}, name="train")
-    assert (plain.lr, plain.epochs, plain.patience, plain.features.buckets) == (0.02, 20, 3, 262144)
-    chosen = {"privacy": {"enabled": False}, "lr": 0.1, "epochs": 2, "patience": 1, "features": {"buckets": 1024}}
-    mine = parse_params(TrainParams, chosen, name="train")
-    assert (mine.lr, mine.epochs, mine.patience, mine.features.buckets) == (0.1, 2, 1, 1024)
-    # the shipped conf says auto: the resolved recipe is what a run uses, and round-trips unchanged
-    again = parse_params(TrainParams, plain.model_dump() | {"privacy": {"enabled": True}}, name="train")
-    assert (again.lr, again.features.buckets) == (0.02, 262144)  # resolved values are explicit values
-    with pytest.raises(ParameterError, match=r"train.lr"):
-        parse_params(TrainParams, {"lr": "fast"}, name="train")
+    assert plain.resolve_batch_size(78) == 256  # plain mini-batches: no N constraint
+    assert parse_params(TrainParams, {"batch_size": "64"}, name="train").resolve_batch_size(78) == 64  # `--params`
 
 
 @pytest.mark.parametrize("value", [0, -3, 2.5, "big", True, None])

@@ -12,7 +12,7 @@ from frugalml.params.core import Strict, register_params
 class FeatureParams(Strict):
     """Hashed n-gram features (no vocabulary to fit, so no data leaks and any text works)."""
 
-    buckets: int = Field(default=2**16, ge=16)  # auto (or left out): RECIPES, by whether DP is on
+    buckets: int = Field(default=2**16, ge=16)
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] | None = (3, 4)
     char_max_chars: int = Field(default=3000, gt=0)
@@ -101,18 +101,7 @@ class PrivacyParams(Strict):
         return self
 
 
-AUTO_BATCH_SIZE = 256  # train.batch_size: auto under DP on a training set of 1,024 rows or more (the full corpus)
-AUTO_BATCH_SIZE_NONPRIVATE = 64  # train.batch_size: auto without DP (RECIPES)
-
-#: What ``auto`` (or a key left out) means for these keys of ``params:train``, by whether DP is on. Under DP the
-#: recipe was tuned on the corpus's dev split (docs/privacy.md): few passes (each one costs epsilon), a large
-#: batch, 65,536 buckets (every weight is a noisy one). Without DP none of that holds: more buckets (fewer hash
-#: collisions), smaller steps and batches, more passes with early stopping; chosen on the dev splits of the
-#: generality benchmark's six tables (docs/benchmarks.md). An explicit value always wins.
-RECIPES: dict[bool, dict[str, Any]] = {
-    True: {"lr": 0.05, "epochs": 5, "patience": 2, "buckets": 2**16},
-    False: {"lr": 0.02, "epochs": 20, "patience": 3, "buckets": 2**18},
-}
+AUTO_BATCH_SIZE = 256  # train.batch_size: auto on a training set of 1,024 rows or more (the full corpus)
 
 
 @register_params("train")
@@ -121,10 +110,9 @@ class TrainParams(Strict):
 
     features: FeatureParams = Field(default_factory=FeatureParams)
     model: ModelParams = Field(default_factory=ModelParams)
-    # epochs, lr, patience (and features.buckets): auto, or left out, takes RECIPES[privacy.enabled]
     epochs: int = Field(default=5, gt=0)
-    # auto: under DP AUTO_BATCH_SIZE, or a quarter of the training rows when that is smaller (the batch is the
-    # expected Poisson batch, so it must not exceed them); without DP AUTO_BATCH_SIZE_NONPRIVATE
+    # auto: AUTO_BATCH_SIZE, or a quarter of the training rows when that is smaller (under DP the batch is the
+    # expected Poisson batch, so it must not exceed them); see TrainParams.resolve_batch_size
     batch_size: int | Literal["auto"] = "auto"
     lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
@@ -135,27 +123,6 @@ class TrainParams(Strict):
     progress: bool = True
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _recipe(cls, data: Any) -> Any:
-        """``auto`` or a missing ``epochs``/``lr``/``patience``/``features.buckets``: the recipe of the mode."""
-        if not isinstance(data, dict):
-            return data
-        privacy = data.get("privacy")
-        enabled = getattr(privacy, "enabled", privacy.get("enabled", True) if isinstance(privacy, dict) else True)
-        recipe = RECIPES[enabled is not False]
-        data = dict(data)
-        for key in ("epochs", "lr", "patience"):
-            if data.get(key, "auto") == "auto":
-                data[key] = recipe[key]
-        features = data.get("features")
-        if features is None or isinstance(features, dict):
-            features = dict(features or {})
-            if features.get("buckets", "auto") == "auto":
-                features["buckets"] = recipe["buckets"]
-            data["features"] = features
-        return data
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -183,11 +150,11 @@ class TrainParams(Strict):
     def resolve_batch_size(self, rows: int) -> int:
         """The batch size for ``rows`` training rows.
 
-        ``auto`` is :data:`AUTO_BATCH_SIZE_NONPRIVATE` without DP; under DP :data:`AUTO_BATCH_SIZE`, capped at a
-        quarter of the rows (at least 1), so the Poisson sampling rate q = batch / N is at most 1/4 (four or more
-        noisy steps per epoch) and a small table trains instead of being refused. It depends on N only, which the
-        accountant already uses (q, and the default delta 1 / (10 N)), so epsilon is computed for the batch actually
-        used. An explicit number is returned as it is.
+        ``auto`` is :data:`AUTO_BATCH_SIZE`, capped under DP at a quarter of the rows (at least 1), so the
+        Poisson sampling rate q = batch / N is at most 1/4 (four or more noisy steps per epoch) and a small table
+        trains instead of being refused. It depends on N only, which the accountant already uses (q, and the
+        default delta 1 / (10 N)), so epsilon is computed for the batch actually used. An explicit number is
+        returned as it is.
 
         Args:
             rows: N, the training rows.
@@ -198,5 +165,5 @@ class TrainParams(Strict):
         if self.batch_size != "auto":
             return int(self.batch_size)
         if not self.privacy.enabled:
-            return AUTO_BATCH_SIZE_NONPRIVATE  # plain mini-batches: a batch larger than N is the whole set
+            return AUTO_BATCH_SIZE  # plain mini-batches: a batch larger than N is simply the whole set
         return max(1, min(AUTO_BATCH_SIZE, rows // 4))
