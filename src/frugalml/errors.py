@@ -47,6 +47,10 @@ class ModelError(FrugalMLError, ValueError):
     """A model is not usable as configured (e.g. a layer that breaks per-sample gradients)."""
 
 
+class PretrainedModelError(ModelError):
+    """A pretrained encoder directory is unusable: missing, incomplete, or its weights' digest does not match."""
+
+
 class LabelingFunctionError(FrugalMLError, ValueError):
     """A labelling function returned a value that is neither an abstain nor a class index, or is broken."""
 

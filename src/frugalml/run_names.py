@@ -9,7 +9,7 @@ tags it with the parts:
 - ``frugalml.dataset``: ``<catalog name>:<first 12 hex digits of its content digest>`` of the first table the
   run loads (:func:`frugalml.hooks.frame_digest`, the digest the lineage inputs carry: the same table gives
   the same key in every run, another table another key);
-- ``frugalml.model_kind``: ``params:train.model.kind`` when set, else ``ngram_bag`` (the one kind today); only
+- ``frugalml.model_kind``: ``params:train.model.kind`` when set, else ``ngram_bag`` (the default kind); only
   for a pipeline that trains a model.
 
 A run name set in ``mlflow.yml`` (``tracking.run.name``) is kept; the tags are set either way.

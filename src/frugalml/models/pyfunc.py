@@ -8,14 +8,14 @@ import mlflow.pyfunc
 import pandas as pd
 from safetensors.torch import load_file
 
-from frugalml.models.ngram_bag import TextClassifier
+from frugalml.models.zoo import Classifier, load_classifier
 
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
 
 
-def load_text_classifier(directory: "str | Path") -> TextClassifier:
-    """Load a classifier saved by :func:`save_text_classifier`.
+def load_text_classifier(directory: "str | Path") -> Classifier:
+    """Load a classifier of any model kind saved by :func:`save_text_classifier`.
 
     Args:
         directory: Folder with ``model.safetensors`` and ``model.json``.
@@ -25,10 +25,10 @@ def load_text_classifier(directory: "str | Path") -> TextClassifier:
     """
     directory = Path(directory)
     metadata = json.loads((directory / METADATA_FILE).read_text())
-    return TextClassifier.from_parts(metadata, load_file(str(directory / WEIGHTS_FILE)))
+    return load_classifier(metadata, load_file(str(directory / WEIGHTS_FILE)))  # type: ignore[no-any-return]  # kinds' loaders
 
 
-def save_text_classifier(model: TextClassifier, directory: str | Path) -> None:
+def save_text_classifier(model: Classifier, directory: str | Path) -> None:
     """Write weights (safetensors) and metadata (JSON).
 
     Args:
@@ -68,7 +68,7 @@ class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defi
         return predict_frame(self.model, model_input)
 
 
-def predict_frame(model: TextClassifier, frame: pd.DataFrame) -> pd.DataFrame:
+def predict_frame(model: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     """Labels and class probabilities as a frame (the pyfunc output schema).
 
     Args:

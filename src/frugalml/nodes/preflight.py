@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 import pandas as pd
+import torch
 
 from frugalml.errors import ParameterError
 from frugalml.models.ngram_bag import NgramBagClassifier
@@ -102,8 +103,20 @@ def check_training_rows(
 
 
 def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
-    module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(num_classes),
-                                num_classes, hidden_dim=config.model.hidden_dim)  # fmt: skip
+    module: torch.nn.Module
+    if config.model.kind in ("pretrained", "hybrid"):  # the head only: the encoder is frozen
+        from frugalml.models.encoder import encoder_hidden_size
+        from frugalml.models.feature_head import FeatureHeadClassifier
+
+        bag = config.model.kind == "hybrid"
+        module = FeatureHeadClassifier(
+            num_classes, encoder_dim=encoder_hidden_size(config.model.pretrained.path),
+            buckets=config.features.buckets if bag else 0,
+            bag_dim=config.model.resolve_embedding_dim(num_classes) if bag else 0, hidden_dim=config.model.hidden_dim,
+        )  # fmt: skip
+    else:
+        module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(num_classes),
+                                    num_classes, hidden_dim=config.model.hidden_dim)  # fmt: skip
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
@@ -158,8 +171,8 @@ def check_dp_signal(
         f"{privacy.target_epsilon:g} {verdict}. "
         "Try: more training rows or a larger train.privacy.target_epsilon (spent from the privacy budget; the "
         "bound grows about linearly with either); fewer trainable weights (train.features.buckets "
-        f"{config.features.buckets} -> {config.features.buckets // 4} doubles it); a pretrained encoder once the "
-        "model zoo has one"
+        f"{config.features.buckets} -> {config.features.buckets // 4} doubles it); train.model.kind: pretrained "
+        "(a frozen public encoder: only a head of a few thousand weights sees private gradients)"
     )
     if low:
         raise ParameterError(message + " (train.privacy.refuse_signal_to_noise: 0 turns this refusal off)")

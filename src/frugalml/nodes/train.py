@@ -1,7 +1,8 @@
-"""Train the bag-of-n-grams text classifier with AdamW and early stopping on the dev set.
+"""Train the model zoo's ``train.model.kind`` with AdamW or DP-SGD and early stopping on the dev set.
 
 Notation: N training rows, C classes, B hash buckets. Featurisation is fitted on training rows only
 (idf), the dev set picks the epoch (lowest dev loss), and the best weights are restored at the end.
+Every kind trains here; the kinds themselves live in :mod:`frugalml.models.zoo`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from frugalml.errors import EmptyDatasetError, ModelError, SchemaError
-from frugalml.models.hashing import HashingConfig, HashingFeaturizer
-from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, csr_to_bags, fit_idf, tfidf_weights
+from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
+from frugalml.models.feature_head import RowInputs
+from frugalml.models.zoo import MODEL_KINDS, BuildRequest
 from frugalml.nodes.preflight import check_dp_signal, check_training_rows, max_training_rows
 from frugalml.params import DataSchema, TrainParams, parse_params
 from frugalml.privacy.training import PrivateTraining, check_dp_compatible
@@ -129,10 +131,10 @@ def soft_targets(frame: pd.DataFrame, schema: DataSchema, y: np.ndarray) -> np.n
     return targets
 
 
-def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: Any) -> tuple:
+def _dev_loss(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: Any) -> tuple:
     module.eval()
     with torch.no_grad(), ctx:
-        logits = module(*bags).float()
+        logits = module(*inputs).float()
     loss = torch.nn.functional.cross_entropy(logits, y).item()
     accuracy = (logits.argmax(dim=1) == y).float().mean().item()
     return loss, accuracy
@@ -140,32 +142,24 @@ def _dev_loss(module: NgramBagClassifier, bags: tuple[torch.Tensor, ...], y: tor
 
 @dataclass
 class _Setup:
-    """What the epochs need: the model, its optimiser and the tensors of both sets."""
+    """What the epochs need: the model, its optimiser and the inputs of both sets."""
 
-    classifier: TextClassifier
-    module: NgramBagClassifier
-    x_train: Any
+    classifier: Any  # the kind's inference bundle (frugalml.models.zoo.Classifier)
+    module: torch.nn.Module
+    train_inputs: RowInputs
     y_train: torch.Tensor
-    dev_bags: tuple[torch.Tensor, ...]
+    dev_inputs: tuple[torch.Tensor, ...]
     y_dev: torch.Tensor
     optimizer: torch.optim.Optimizer
     ctx: Any
     device: torch.device
 
 
-def _hashing_config(config: TrainParams) -> HashingConfig:
-    features = config.features
-    return HashingConfig(
-        buckets=features.buckets,
-        word_ngrams=features.word_ngrams,
-        char_ngrams=features.char_ngrams,
-        char_max_chars=features.char_max_chars,
-        lowercase=features.lowercase,
-    )
-
-
-def _setup(train: pd.DataFrame, dev: pd.DataFrame, config: TrainParams, schema: DataSchema) -> _Setup:
-    """Featurise (idf fitted on ``train``), build the model (torch's RNG: its initial weights) and the optimiser.
+def _setup(
+    train: pd.DataFrame, dev: pd.DataFrame, config: TrainParams, schema: DataSchema, store: EmbeddingStore | None
+) -> _Setup:
+    """Build the kind's model and inputs (features fitted on ``train`` only; torch's RNG: the initial weights)
+    and the optimiser.
 
     Raises:
         EmptyDatasetError: When a training class is missing.
@@ -175,53 +169,32 @@ def _setup(train: pd.DataFrame, dev: pd.DataFrame, config: TrainParams, schema: 
     missing = sorted(set(range(len(schema.labels))) - set(np.unique(y_train)))
     if missing:
         raise EmptyDatasetError(f"training data has no rows of label(s) {[schema.labels[i] for i in missing]}")
-    features = config.features
-    hashing = _hashing_config(config)
-    counts = HashingFeaturizer(hashing).transform(
-        [train[c].fillna("").astype(str).tolist() for c in schema.text_columns]
-    )
-    idf = fit_idf(counts) if config.uses_idf() else None
-    x_train = tfidf_weights(counts, idf, sublinear=features.sublinear_tf)
-    model_config: dict[str, Any] = {
-        "buckets": features.buckets,
-        "embedding_dim": config.model.resolve_embedding_dim(len(schema.labels)),
-        "num_classes": len(schema.labels),
-        "hidden_dim": config.model.hidden_dim,
-        "dropout": config.model.dropout,
-    }
-    module = NgramBagClassifier(**model_config).to(device)
-    check_dp_compatible(module)
-    classifier = TextClassifier(
-        module,
-        hashing=hashing,
-        idf=idf,
-        sublinear_tf=features.sublinear_tf,
-        text_columns=schema.text_columns,
-        labels=schema.labels,
-        label_names=schema.label_names,
-        model_config=model_config,
-    )
-    dev_bags = csr_to_bags(classifier.featurize(dev), device)
+    request = BuildRequest(train, dev, config, list(schema.text_columns), list(schema.labels),
+                           list(schema.label_names), device, store or shared_memory_store())  # fmt: skip
+    built = MODEL_KINDS.get(config.model.kind)(request)
+    check_dp_compatible(built.module)
     y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
     targets = soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
-    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    return _Setup(classifier, module, x_train, torch.from_numpy(targets).to(device), dev_bags, y_dev, optimizer,
-                  autocast_context(config.precision, device), device)  # fmt: skip
+    trainable = [p for p in built.module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    return _Setup(built.classifier, built.module, built.train_inputs, torch.from_numpy(targets).to(device),
+                  built.dev_inputs.all(device), y_dev, optimizer, autocast_context(config.precision, device),
+                  device)  # fmt: skip
 
 
 def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTraining | None) -> float:
     """One pass over ``batches``; the mean training loss."""
-    module, x_train, device = run.module, run.x_train, run.device
+    module, inputs, device = run.module, run.train_inputs, run.device
     module.train()
     total, seen = 0.0, 0
     for batch in batches:
         if private:
-            stats = private.step(module, run.optimizer, lambda rows: module(*csr_to_bags(x_train[rows], device)),
+            stats = private.step(module, run.optimizer, lambda rows: module(*inputs.take(rows, device)),
                                  batch, run.y_train)  # fmt: skip
             total, seen = total + stats["loss"] * len(batch), seen + len(batch)
             continue
         with run.ctx:
-            logits = module(*csr_to_bags(x_train[batch], device))
+            logits = module(*inputs.take(batch, device))
         loss = torch.nn.functional.cross_entropy(logits.float(), run.y_train[batch])
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -239,11 +212,11 @@ def _fit(
     best = (float("inf"), -1, copy.deepcopy(run.module.state_dict()))
     stale = 0
     epochs = tqdm(range(config.epochs), desc="train (DP)" if private else "train", disable=not config.progress)
-    rows = run.x_train.shape[0]
+    rows = len(run.train_inputs)
     for epoch in epochs:
         batches = private.batches(rng) if private else _shuffled_batches(rng, rows, batch_size)
         train_loss = _train_epoch(run, batches, private)
-        dev_loss, dev_accuracy = _dev_loss(run.module, run.dev_bags, run.y_dev, run.ctx)
+        dev_loss, dev_accuracy = _dev_loss(run.module, run.dev_inputs, run.y_dev, run.ctx)
         figures = {"train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": dev_accuracy}
         for key, value in {**figures, **(private.epoch_metrics() if private else {})}.items():
             curves.setdefault(key, []).append((epoch, value))
@@ -258,10 +231,15 @@ def _fit(
     return best, curves
 
 
-def train_text_classifier(
-    train: pd.DataFrame, dev: pd.DataFrame, params: dict[str, Any], data: dict[str, Any], seed: int
-) -> tuple[TextClassifier, dict[str, Any], dict[str, Any]]:
-    """Fit the classifier on ``train``, early-stopping on ``dev``.
+def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come positionally
+    train: pd.DataFrame,
+    dev: pd.DataFrame,
+    params: dict[str, Any],
+    data: dict[str, Any],
+    seed: int,
+    encoder_cache: EmbeddingStore | None = None,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Fit the model of ``train.model.kind`` on ``train``, early-stopping on ``dev``.
 
     Args:
         train: Labelled training rows (``params:data`` columns).
@@ -269,9 +247,12 @@ def train_text_classifier(
         params: ``params:train`` (see :class:`frugalml.params.TrainParams`).
         data: ``params:data``.
         seed: ``params:seed``.
+        encoder_cache: The encoder-feature cache (catalog ``encoder_cache``) of the kinds that embed text;
+            ``None``: an in-memory cache.
 
     Returns:
-        The trained :class:`TextClassifier` (best dev epoch), its per-epoch history as MLflow metrics
+        The trained model of the best dev epoch (a :class:`TextClassifier` for ``ngram_bag``), its per-epoch
+        history as MLflow metrics
         (``train_loss``, ``dev_loss``, ``dev_accuracy``, with DP ``epsilon`` and ``clipped_share``, plus
         ``train_seconds`` and ``best_epoch``) and the privacy report (``{"enabled": False}`` without DP).
 
@@ -287,8 +268,8 @@ def train_text_classifier(
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    run = _setup(train, dev, config, schema)
-    rows = run.x_train.shape[0]
+    run = _setup(train, dev, config, schema, encoder_cache)
+    rows = len(run.train_inputs)
     batch_size = config.resolve_batch_size(rows)
     if config.batch_size == "auto":
         logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)

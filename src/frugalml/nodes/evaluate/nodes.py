@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from frugalml.errors import EmptyDatasetError, ModelError
-from frugalml.models.ngram_bag import TextClassifier
+from frugalml.models.zoo import Classifier as TextClassifier
 from frugalml.nodes.evaluate.metrics import classification_metrics, predict_classes, report_metrics
 from frugalml.nodes.evaluate.plots import plot_roc_and_reliability
 from frugalml.nodes.evaluate.usefulness import (

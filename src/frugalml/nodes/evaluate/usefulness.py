@@ -10,8 +10,8 @@ import numpy as np
 #: what to try when a model is no better than the majority class (the useless-model check's message)
 REMEDIES = (
     "more labelled data; a larger train.privacy.target_epsilon with an approved raise_privacy_budget request; "
-    "a wider model (train.model.hidden_dim, train.model.embedding_dim); a pretrained model once the model zoo "
-    "has one"
+    "a wider model (train.model.hidden_dim, train.model.embedding_dim); the pretrained encoder "
+    "(train.model.kind: pretrained or hybrid: a frozen public encoder, only a small head learns)"
 )
 
 

@@ -24,7 +24,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),  # fmt: skip
             Node(
                 func=train_text_classifier,
-                inputs=["train_set_checked", "dev_labelled", "params:train", "params:data", "params:seed"],
+                inputs=[
+                    "train_set_checked",
+                    "dev_labelled",
+                    "params:train",
+                    "params:data",
+                    "params:seed",
+                    "encoder_cache",
+                ],  # fmt: skip
                 outputs=["text_classifier", "training_history", "privacy_report"],
                 name="train_text_classifier_node",
                 tags=[MODEL_TRAINING_TAG],  # governance: privacy budget spend, or a disable_dp approval

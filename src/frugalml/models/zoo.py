@@ -1,0 +1,173 @@
+"""The model zoo: ``train.model.kind`` names a registered :class:`ModelKind`.
+
+A kind turns training and dev rows into a torch module, the inputs it trains on, and the inference bundle that
+is saved (safetensors + JSON) and served by the MLflow pyfunc. The train node is the same for every kind (AdamW
+or DP-SGD with ghost clipping, early stopping on dev). Adding a model is one module and one entry here::
+
+    @MODEL_KINDS.register("my_model")
+    def build_my_model(request: BuildRequest) -> Built: ...
+
+plus its loader in :data:`MODEL_FORMATS` (the ``format`` its ``metadata()`` writes).
+
+Built in: ``ngram_bag`` (hashed n-grams, EmbeddingBag -> linear head), ``pretrained`` (a frozen, digest-checked
+encoder's pooled embedding -> head; only the head sees private gradients) and ``hybrid`` (both into one head).
+Not built yet (issue 17): a from-scratch ``transformer``, adapter and full fine-tuning of the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
+from frugalml.models.encoder import EncoderSpec
+from frugalml.models.feature_head import FORMAT as FEATURE_HEAD_FORMAT
+from frugalml.models.feature_head import EncoderTextClassifier, FeatureHeadClassifier, RowInputs
+from frugalml.models.hashing import HashingConfig, HashingFeaturizer
+from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, fit_idf, tfidf_weights
+from frugalml.registry import Registry
+
+
+class Classifier(Protocol):
+    """What every kind's inference bundle offers (evaluation, the pyfunc, the audit hook rely on it)."""
+
+    module: torch.nn.Module
+    text_columns: list[str]
+    labels: list[int]
+    label_names: list[str]
+
+    def predict_proba(self, frame: pd.DataFrame, *, batch_size: int = ...) -> np.ndarray: ...  # noqa: D102
+    def metadata(self) -> dict[str, Any]: ...  # noqa: D102
+    def tensors(self) -> dict[str, torch.Tensor]: ...  # noqa: D102
+    def to_cpu(self) -> Any: ...  # noqa: D102
+
+
+@dataclass
+class BuildRequest:
+    """What a kind needs to build: the rows, ``params:train`` (a ``TrainParams``), the schema's parts."""
+
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    config: Any  # frugalml.params.TrainParams (models never import params)
+    text_columns: list[str]
+    labels: list[int]
+    label_names: list[str]
+    device: torch.device
+    store: EmbeddingStore = field(default_factory=shared_memory_store)
+
+
+@dataclass
+class Built:
+    """A built kind: its bundle, the module to train, and the train and dev inputs (row-aligned)."""
+
+    classifier: Any
+    module: torch.nn.Module
+    train_inputs: RowInputs
+    dev_inputs: RowInputs
+
+
+BuildFunction = Callable[[BuildRequest], Built]
+MODEL_KINDS: Registry[BuildFunction] = Registry("model kind", key="train.model.kind")
+#: metadata "format" -> loader(metadata, tensors): how a saved model of each kind is read back
+MODEL_FORMATS: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], Any]] = {
+    "frugalml.ngram_bag/1": TextClassifier.from_parts,
+    FEATURE_HEAD_FORMAT: EncoderTextClassifier.from_parts,
+}
+
+
+def load_classifier(metadata: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    """Rebuild a saved model of any kind.
+
+    Raises:
+        ValueError: On a format no kind reads.
+    """
+    loader = MODEL_FORMATS.get(str(metadata.get("format")))
+    if loader is None:
+        raise ValueError(f"unknown model format {metadata.get('format')!r}; known: {sorted(MODEL_FORMATS)}")
+    return loader(metadata, tensors)
+
+
+def hashing_config(config: Any) -> HashingConfig:
+    """``train.features`` as the featuriser's config."""
+    features = config.features
+    return HashingConfig(buckets=features.buckets, word_ngrams=features.word_ngrams, char_ngrams=features.char_ngrams,
+                         char_max_chars=features.char_max_chars, lowercase=features.lowercase)  # fmt: skip
+
+
+def _bag_features(request: BuildRequest) -> tuple[HashingConfig, np.ndarray | None, Any]:
+    """Hashing config, idf (fitted on training rows only, when the config uses one) and the training weights."""
+    hashing = hashing_config(request.config)
+    fields = [request.train[c].fillna("").astype(str).tolist() for c in request.text_columns]
+    counts = HashingFeaturizer(hashing).transform(fields)
+    idf = fit_idf(counts) if request.config.uses_idf() else None
+    return hashing, idf, tfidf_weights(counts, idf, sublinear=request.config.features.sublinear_tf)
+
+
+@MODEL_KINDS.register("ngram_bag")
+def build_ngram_bag(request: BuildRequest) -> Built:
+    """Hashed word and character n-grams -> EmbeddingBag (width C - 1 by default) -> linear head."""
+    config = request.config
+    hashing, idf, x_train = _bag_features(request)
+    model_config: dict[str, Any] = {
+        "buckets": config.features.buckets,
+        "embedding_dim": config.model.resolve_embedding_dim(len(request.labels)),
+        "num_classes": len(request.labels),
+        "hidden_dim": config.model.hidden_dim,
+        "dropout": config.model.dropout,
+    }
+    module = NgramBagClassifier(**model_config).to(request.device)
+    classifier = TextClassifier(module, hashing=hashing, idf=idf, sublinear_tf=config.features.sublinear_tf,
+                                text_columns=request.text_columns, labels=request.labels,
+                                label_names=request.label_names, model_config=model_config)  # fmt: skip
+    return Built(classifier, module, RowInputs(csr=x_train), RowInputs(csr=classifier.featurize(request.dev)))
+
+
+def encoder_spec(config: Any) -> EncoderSpec:
+    """``train.model.pretrained`` as the encoder's spec."""
+    pretrained = config.model.pretrained
+    return EncoderSpec(sha256=pretrained.sha256, path=pretrained.path, max_tokens=pretrained.max_tokens,
+                       pooling=pretrained.pooling, batch_size=pretrained.batch_size)  # fmt: skip
+
+
+def _build_feature_head(request: BuildRequest, *, with_bag: bool) -> Built:
+    from frugalml.models.encoder import load_encoder
+
+    config = request.config
+    spec = encoder_spec(config)
+    encoder_dim = load_encoder(spec).dim  # verifies the digest before anything is embedded
+    hashing, idf, x_train = _bag_features(request) if with_bag else (None, None, None)
+    model_config: dict[str, Any] = {
+        "num_classes": len(request.labels),
+        "encoder_dim": encoder_dim,
+        "buckets": config.features.buckets if with_bag else 0,
+        "bag_dim": config.model.resolve_embedding_dim(len(request.labels)) if with_bag else 0,
+        "hidden_dim": config.model.hidden_dim,
+        "dropout": config.model.dropout,
+    }
+    module = FeatureHeadClassifier(**model_config).to(request.device)
+    classifier = EncoderTextClassifier(
+        module, kind="hybrid" if with_bag else "pretrained", encoder=spec, hashing=hashing, idf=idf,
+        sublinear_tf=config.features.sublinear_tf, text_columns=request.text_columns, labels=request.labels,
+        label_names=request.label_names, model_config=model_config, store=request.store,
+    )  # fmt: skip
+    train_inputs = classifier.inputs(request.train, progress=config.progress)
+    if x_train is not None:
+        train_inputs.csr = x_train
+    return Built(classifier, module, train_inputs, classifier.inputs(request.dev, progress=config.progress))
+
+
+@MODEL_KINDS.register("pretrained")
+def build_pretrained(request: BuildRequest) -> Built:
+    """A frozen pretrained encoder's pooled, normalised embedding -> LayerNorm -> linear (or MLP) head."""
+    return _build_feature_head(request, with_bag=False)
+
+
+@MODEL_KINDS.register("hybrid")
+def build_hybrid(request: BuildRequest) -> Built:
+    """The n-gram bag and the frozen encoder's embedding, concatenated into one head."""
+    return _build_feature_head(request, with_bag=True)
