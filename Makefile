@@ -45,6 +45,8 @@ bench: install  ## every benchmark on the full corpus (see docs/benchmarks.md)
 	$(BIN)/python -m benchmarks.cleaning
 	$(BIN)/python -m benchmarks.generality
 	$(BIN)/python -m benchmarks.efficiency
+	$(BIN)/python -m benchmarks.compression
+	$(BIN)/python -m benchmarks.kernels
 
 ui: install  ## the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000

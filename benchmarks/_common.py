@@ -205,3 +205,13 @@ def sample_size(args: Any, quick: int = 1500) -> int | None:
         _smoke["on"] = True  # the smoke sample's parameters: SMOKE_OVERRIDES
         return SMOKE_SAMPLE
     return quick if getattr(args, "quick", False) else None
+
+
+def finish(name: str, figures: dict[str, Any], args: Any, started: float) -> dict[str, Any]:
+    """End a benchmark: add the run's facts (smoke, machine, seconds), log a full run to MLflow, print the JSON."""
+    figures.update(smoke=bool(getattr(args, "smoke", False)), machine=machine(),
+                   seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+    if not (getattr(args, "no_mlflow", False) or figures["smoke"]):
+        log_to_mlflow(name, figures)
+    emit(figures)
+    return figures

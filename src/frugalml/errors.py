@@ -51,6 +51,15 @@ class PretrainedModelError(ModelError):
     """A pretrained encoder directory is unusable: missing, incomplete, or its weights' digest does not match."""
 
 
+class ModelArtifactError(ModelError):
+    """A saved model folder does not match the digests its ``model.json`` records (changed or corrupted)."""
+
+
+class CompressionError(ModelError):
+    """A compression request is unusable (unknown precision, FP8 without a GPU, a bad calibration set, a pruning
+    ratio out of range, a layer too small to cluster), or a compressed artifact does not match its digests."""
+
+
 class LabelingFunctionError(FrugalMLError, ValueError):
     """A labelling function returned a value that is neither an abstain nor a class index, or is broken."""
 

@@ -27,6 +27,8 @@ from frugalml.pins import MINILM_SHA256
 __all__ = ["MINILM_SHA256", "EncoderSpec", "TextEncoder", "load_encoder", "verify_encoder_dir"]
 
 WEIGHTS = "model.safetensors"
+#: a compressed encoder directory (written by the compress stage) holds this instead of ``model.safetensors``
+COMPRESSED_WEIGHTS = "encoder.safetensors"
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # one of them: a fast tokenizer or a WordPiece vocabulary
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, str], TextEncoder] = {}
@@ -110,17 +112,54 @@ def verify_encoder_dir(directory: Path, sha256: str) -> None:
     where = f"pretrained encoder directory {directory}"
     if not directory.is_dir():
         raise PretrainedModelError(f"{where} does not exist (train.model.pretrained.path)")
-    missing = [name for name in ("config.json", WEIGHTS) if not (directory / name).is_file()]
+    weights = weights_file(directory)
+    missing = [name for name in ("config.json", weights.name) if not (directory / name).is_file()]
     if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
         missing.append(" or ".join(_TOKENIZER_FILES))
     if missing:
         raise PretrainedModelError(f"{where} lacks {', '.join(missing)} (a Hugging Face encoder directory has them)")
-    actual = file_sha256(directory / WEIGHTS)
+    actual = file_sha256(weights)
     if actual != sha256.lower():
         raise PretrainedModelError(
-            f"{where}: {WEIGHTS} has sha256 {actual}, but {sha256} is pinned (train.model.pretrained.sha256); "
+            f"{where}: {weights.name} has sha256 {actual}, but {sha256} is pinned (train.model.pretrained.sha256); "
             "the weights were changed or are another model's - refusing to use them"
         )
+
+
+def weights_file(directory: Path) -> Path:
+    """The weights of an encoder directory: ``model.safetensors``, or a compressed encoder's file."""
+    compressed = directory / COMPRESSED_WEIGHTS
+    return compressed if compressed.is_file() and not (directory / WEIGHTS).is_file() else directory / WEIGHTS
+
+
+def _compressed_model(directory: Path, sha256: str) -> Any:
+    """A compressed encoder: the architecture from ``config.json``, the weights decoded from the compressed file
+    whose bytes were just hashed (INT8 Linear layers run as INT8; the other codecs decode to float32).
+
+    Raises:
+        PretrainedModelError: When the bytes read do not match the pinned digest, or do not fit the architecture.
+    """
+    import hashlib
+
+    from transformers import AutoConfig, AutoModel
+
+    from frugalml.models.codecs import decode, deserialise, swap_int8_linears
+
+    data = (directory / COMPRESSED_WEIGHTS).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256.lower():  # the file changed after it was verified
+        raise PretrainedModelError(f"{directory / COMPRESSED_WEIGHTS} has sha256 {actual}, but {sha256} is pinned")
+    codes = deserialise(data, source=str(directory / COMPRESSED_WEIGHTS))
+    model = AutoModel.from_config(AutoConfig.from_pretrained(str(directory), local_files_only=True))
+    expected = set(model.state_dict())
+    if set(codes) != expected:
+        raise PretrainedModelError(
+            f"{directory / COMPRESSED_WEIGHTS} does not fit its config.json: missing "
+            f"{sorted(expected - set(codes))[:5]}, unexpected {sorted(set(codes) - expected)[:5]}"
+        )
+    model.load_state_dict({name: decode(code) for name, code in codes.items()}, strict=True)
+    swap_int8_linears(model, codes)
+    return model.eval()
 
 
 def _offline() -> None:
@@ -150,7 +189,10 @@ class TextEncoder:
         hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+            if weights_file(directory).name == COMPRESSED_WEIGHTS:
+                self.model = _compressed_model(directory, spec.sha256)
+            else:
+                self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
         except (OSError, ValueError, KeyError) as error:
             raise PretrainedModelError(f"transformers cannot load the encoder in {directory}: {error}") from error
         for parameter in self.model.parameters():

@@ -8,6 +8,7 @@ import mlflow.pyfunc
 import pandas as pd
 from safetensors.torch import load_file
 
+from frugalml.errors import ModelArtifactError
 from frugalml.models.zoo import Classifier, load_classifier
 
 WEIGHTS_FILE = "model.safetensors"
@@ -25,7 +26,36 @@ def load_text_classifier(directory: "str | Path") -> Classifier:
     """
     directory = Path(directory)
     metadata = json.loads((directory / METADATA_FILE).read_text())
-    return load_classifier(metadata, load_file(str(directory / WEIGHTS_FILE)))  # type: ignore[no-any-return]  # kinds' loaders
+    verify_files(directory, metadata.get("files") or {})
+    return load_classifier(metadata, load_file(str(directory / WEIGHTS_FILE)), directory)  # type: ignore[no-any-return]  # kinds' loaders
+
+
+def verify_files(directory: Path, digests: dict[str, str]) -> None:
+    """Check every file a saved model lists against its recorded sha256 (before anything reads it).
+
+    Raises:
+        ModelArtifactError: Naming the file, and both digests.
+    """
+    for relative, expected in sorted(digests.items()):
+        path = directory / relative
+        if not path.is_file():
+            raise ModelArtifactError(f"model folder {directory} lacks {relative}, which model.json lists")
+        actual = _sha256(path)
+        if actual != expected:
+            raise ModelArtifactError(
+                f"{path} has sha256 {actual}, but model.json records {expected}: the file was changed or "
+                "corrupted after the model was saved - refusing to load it"
+            )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_text_classifier(model: Classifier, directory: str | Path) -> None:
@@ -40,7 +70,12 @@ def save_text_classifier(model: Classifier, directory: str | Path) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file(model.tensors(), str(directory / WEIGHTS_FILE))
-    (directory / METADATA_FILE).write_text(json.dumps(model.metadata(), indent=2))
+    write_extra = getattr(model, "write_extra", None)
+    if write_extra is not None:
+        write_extra(directory)
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METADATA_FILE)
+    metadata = {**model.metadata(), "files": {p.relative_to(directory).as_posix(): _sha256(p) for p in files}}
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
 
 
 class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]  # mlflow.pyfunc is lazy

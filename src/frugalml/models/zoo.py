@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from frugalml.models.compression import FORMAT as COMPRESSED_FORMAT
+from frugalml.models.compression import CompressedClassifier
 from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
 from frugalml.models.encoder import EncoderSpec
 from frugalml.models.feature_head import FORMAT as FEATURE_HEAD_FORMAT
@@ -80,12 +82,14 @@ MODEL_FORMATS: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], Any
 }
 
 
-def load_classifier(metadata: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
-    """Rebuild a saved model of any kind.
+def load_classifier(metadata: dict[str, Any], tensors: dict[str, torch.Tensor], directory: Any = None) -> Any:
+    """Rebuild a saved model of any kind (a compressed one needs its ``directory``, for the encoder).
 
     Raises:
         ValueError: On a format no kind reads.
     """
+    if metadata.get("format") == COMPRESSED_FORMAT:
+        return CompressedClassifier.from_parts(metadata, tensors, directory=directory, load_base=load_classifier)
     loader = MODEL_FORMATS.get(str(metadata.get("format")))
     if loader is None:
         raise ValueError(f"unknown model format {metadata.get('format')!r}; known: {sorted(MODEL_FORMATS)}")

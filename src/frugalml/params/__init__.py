@@ -8,6 +8,7 @@ import line below.
 """
 
 from frugalml.params.clean import CleanParams, DataIssueParams
+from frugalml.params.compress import CompressParams
 from frugalml.params.core import (
     PARAMETER_BLOCKS,
     SharedParams,
@@ -43,6 +44,7 @@ __all__ = [
     "PARAMETER_BLOCKS",
     "PRV_MAX_EPSILON",
     "CleanParams",
+    "CompressParams",
     "DataIssueParams",
     "DataSchema",
     "DriftParams",

@@ -1,0 +1,186 @@
+"""Calibration of an encoder's compression: how much each weight tensor's quantisation changes that layer's output
+on real inputs, measured once on calibration texts (the dev split; never test rows).
+
+One forward pass of the fp32 encoder records each ``nn.Linear``'s inputs X (up to ``max_rows`` token rows per
+layer, sampled with a fixed seed) and how often each token id occurs. Then, per tensor and codec, with no further
+pass through the model:
+
+- a Linear weight W: ``||X Wq^T - X W^T|| / ||X W^T||`` (weight-only), and for int8 also the error of the real
+  dynamically quantised INT8 layer (activations quantised per batch, as it runs);
+- the token-embedding table E: ``sqrt(sum_t n_t ||Eq[t] - E[t]||^2 / sum_t n_t ||E[t]||^2)`` (n_t: the id's count).
+
+These relative errors rank the tensors for mixed precision (``int8_share``) and decide which INT8 layers run
+INT8 and which decode to fp32 because their activations quantise badly (``max_dynamic_int8_error``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from frugalml.models.codecs import decode, encode, int8_linear
+
+
+@dataclass
+class TensorSensitivity:
+    """One tensor's relative output error per codec (weight-only), and as a dynamic INT8 layer."""
+
+    name: str
+    numel: int
+    error: dict[str, float] = field(default_factory=dict)
+    dynamic_int8_error: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        dynamic = None if self.dynamic_int8_error is None else round(self.dynamic_int8_error, 6)
+        return {
+            "numel": self.numel,
+            "error": {k: round(v, 6) for k, v in self.error.items()},
+            "dynamic_int8_error": dynamic,
+        }
+
+
+def _relative(approx: torch.Tensor, exact: torch.Tensor) -> float:
+    return float((approx - exact).norm() / exact.norm().clamp(min=1e-12))
+
+
+@torch.inference_mode()
+def record_inputs(
+    model: torch.nn.Module, tokenizer: Any, texts: list[str], *, max_tokens: int, batch_size: int = 16,
+    max_rows: int = 2048, seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:  # fmt: skip
+    """Each Linear's input rows (real tokens only, padding left out) and the token-id counts of ``texts``.
+
+    Returns:
+        Linear module name -> (n, in) float32 inputs; (vocab,) float32 counts.
+    """
+    inputs: dict[str, list[torch.Tensor]] = {}
+    current_mask: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def hook(name: str):  # noqa: ANN202
+        def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            x = args[0]
+            rows = x.reshape(-1, x.shape[-1])[current_mask["m"].reshape(-1)] if x.dim() == 3 else x
+            inputs.setdefault(name, []).append(rows.detach().float())
+
+        return record
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not name.startswith("pooler"):
+            handles.append(module.register_forward_pre_hook(hook(name)))
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
+    counts = torch.zeros(max(vocab, 1))
+    try:
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_tokens,
+                              padding=True, return_tensors="pt")  # fmt: skip
+            current_mask["m"] = batch["attention_mask"].bool()
+            ids = batch["input_ids"][current_mask["m"]]
+            counts += torch.bincount(ids, minlength=counts.numel())[: counts.numel()].float()
+            model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    generator = torch.Generator().manual_seed(seed)
+    sampled = {}
+    for name, parts in inputs.items():
+        rows = torch.cat(parts)
+        if rows.shape[0] > max_rows:
+            rows = rows[torch.randperm(rows.shape[0], generator=generator)[:max_rows]]
+        sampled[name] = rows
+    return sampled, counts
+
+
+def importance(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor], counts: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per-entry k-means weights from calibration: a Linear weight's column j by the mean squared input x_j (its
+    share of the output's error), the token table's row t by 1 + its count (seen tokens first, none ignored).
+
+    Returns:
+        Weight tensor name -> a tensor broadcastable to the weight.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, x in inputs.items():
+        second = x.pow(2).mean(0)  # (in,)
+        out[f"{name}.weight"] = (second + 1e-3 * second.mean().clamp(min=1e-12))[None, :]
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding) and module.weight.shape[0] == counts.numel():
+            out[f"{name}.weight"] = (1.0 + counts)[:, None]
+    return out
+
+
+def encoder_sensitivity(
+    model: torch.nn.Module, tokenizer: Any, texts: list[str], *, codecs: tuple[str, ...], max_tokens: int,
+    encode_settings: dict[str, Any], max_rows: int = 2048,
+    recorded: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> dict[str, TensorSensitivity]:  # fmt: skip
+    """Relative output error of every Linear weight and of the token-embedding table under each of ``codecs``.
+
+    Args:
+        model: The fp32 encoder (a Hugging Face ``BertModel``-like module).
+        tokenizer: Its tokenizer.
+        texts: Calibration texts.
+        codecs: The codecs to measure (``int8`` also measures the dynamic INT8 layer).
+        max_tokens: Truncation, as the encoder embeds.
+        encode_settings: Keyword arguments of :func:`~frugalml.models.codecs.encode` (observer, grouping).
+        max_rows: Token rows kept per layer.
+        recorded: :func:`record_inputs`' result, when already measured.
+        weights: :func:`importance`, for ``int4-kmeans`` (activation-aware centroids).
+
+    Returns:
+        Weight tensor name (as in ``model.state_dict()``) -> its sensitivity.
+    """
+    inputs, counts = recorded or record_inputs(model, tokenizer, texts, max_tokens=max_tokens, max_rows=max_rows)
+    weights = weights or {}
+    out: dict[str, TensorSensitivity] = {}
+    modules = dict(model.named_modules())
+    for name, x in inputs.items():
+        layer = modules[name]
+        weight = layer.weight.detach().float()
+        exact = x @ weight.T
+        entry = TensorSensitivity(f"{name}.weight", weight.numel())
+        for codec in codecs:
+            code = encode(weight, codec, name=entry.name, importance=_kmeans_weights(codec, weights, entry.name),
+                          **encode_settings)  # fmt: skip
+            entry.error[codec] = _relative(x @ decode(code).T, exact)
+            if codec == "int8" and code.meta.get("rows_per_group", 1) == 1:
+                bias = layer.bias.detach().float() if layer.bias is not None else None
+                dynamic = int8_linear(code, bias)(x)
+                entry.dynamic_int8_error = _relative(dynamic - (bias if bias is not None else 0), exact)
+        out[entry.name] = entry
+    table_name = next((n for n, m in modules.items() if isinstance(m, torch.nn.Embedding)
+                       and m.weight.shape[0] == counts.numel()), None)  # fmt: skip
+    if table_name is not None and counts.sum() > 0:
+        table = modules[table_name].weight.detach().float()
+        used = counts > 0
+        rows, seen = table[used], counts[used][:, None]
+        entry = TensorSensitivity(f"{table_name}.weight", table.numel())
+        for codec in codecs:
+            rule = _kmeans_weights(codec, weights, entry.name)
+            approx = decode(encode(table, codec, name=entry.name, importance=rule, **encode_settings))[used]
+            entry.error[codec] = float(((seen * (approx - rows) ** 2).sum() / (seen * rows**2).sum()).sqrt())
+        out[entry.name] = entry
+    return out
+
+
+def _kmeans_weights(codec: str, weights: dict[str, torch.Tensor], name: str) -> torch.Tensor | None:
+    return weights.get(name) if codec == "int4-kmeans" else None
+
+
+def choose_int8(sensitivity: dict[str, TensorSensitivity], *, share: float, total_weights: int) -> list[str]:
+    """The tensors that stay int8 under int4-kmeans: the most sensitive first (largest int4 error), while their
+    weights fit in ``share`` of ``total_weights``."""
+    chosen, used = [], 0
+    ranked = sorted(
+        (s for s in sensitivity.values() if "int4-kmeans" in s.error), key=lambda s: -s.error["int4-kmeans"]
+    )
+    for entry in ranked:
+        if used + entry.numel <= share * total_weights:
+            chosen.append(entry.name)
+            used += entry.numel
+    return chosen

@@ -1,0 +1,468 @@
+"""Compress a trained classifier of any kind: ``quantize(model, precision=..., calibration=...)``.
+
+Every float tensor of the model is given a codec (:mod:`frugalml.models.codecs`) by one rule: non-float tensors
+stay ``raw``; tensors under ``min_numel`` weights stay ``fp32``; vectors of at least ``min_numel`` entries (an
+idf table) go to ``int8`` under the 8- and 4-bit precisions (one scale each, never 16 centroids); tensor names
+matching a
+``keep_int8`` pattern get ``int8`` under ``int4-kmeans`` (mixed precision); the rest get ``precision``. For the
+``pretrained`` and ``hybrid`` kinds the encoder is compressed by the same rule and travels inside the artifact
+(``encoder/``: its config, tokenizer and one compressed-weights file whose sha256 the model pins), so the
+compressed model no longer needs the 90 MB fp32 encoder. INT8 Linear layers of the encoder run as INT8
+(dynamic activation quantisation, x86/fbgemm); the other codecs are decoded to float32 at load.
+
+The weights are quantised without data (weight-only); the calibration rows (the dev split - never test rows)
+check the result: accuracy and agreement with the uncompressed model, in the report. Static INT8 activations,
+QAT, pruning and distillation are not built yet (issue 18).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from frugalml.errors import CompressionError
+from frugalml.models.codecs import (
+    OBSERVERS,
+    PRECISIONS,
+    Encoded,
+    check_precision,
+    decode,
+    deserialise,
+    encode,
+    serialise,
+)
+from frugalml.models.encoder import (
+    COMPRESSED_WEIGHTS,
+    EncoderSpec,
+    frame_texts,
+    load_encoder,
+    resolve_encoder_dir,
+    weights_file,
+)
+
+FORMAT = "frugalml.compressed/1"
+ENCODER_DIR = "encoder"
+_TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class CompressionSpec:
+    """How to compress: the precision, the int8 observer, grouping, what stays wide."""
+
+    precision: str = "int8"
+    observer: str = "minmax"
+    per_channel: bool = True
+    group_weights: int = 4096  # int4-kmeans: weights per codebook (whole output channels)
+    iterations: int = 20  # int4-kmeans: Lloyd iterations
+    min_numel: int = 1024  # tensors with fewer weights stay fp32
+    keep_int8: tuple[str, ...] = ()  # int4-kmeans: tensor-name patterns (fnmatch) that stay int8
+    encoder: bool = True  # also compress the encoder of the pretrained / hybrid kinds
+    # calibrated (encoder kinds, with calibration rows): int4-kmeans keeps this share of the encoder's weights at
+    # int8, the most sensitive tensors first; int8 Linear layers whose dynamic-INT8 output error exceeds
+    # max_dynamic_int8_error decode to fp32 instead of running INT8 (None: every int8 Linear runs INT8)
+    int8_share: float = 0.0
+    max_dynamic_int8_error: float | None = None
+    activation_aware: bool = True  # int4-kmeans: weight the k-means by calibration importance (encoder kinds)
+    calibration_texts: int = 64
+
+    def __post_init__(self) -> None:
+        """Validate.
+
+        Raises:
+            CompressionError: On an unknown precision or observer, FP8 without a GPU, a bad size setting.
+        """
+        check_precision(self.precision)
+        if self.observer not in OBSERVERS:
+            raise CompressionError(f"unknown observer {self.observer!r}; choose one of {list(OBSERVERS)}")
+        if self.group_weights < 16 or self.iterations < 1 or self.min_numel < 1:
+            raise CompressionError("group_weights must be >= 16, iterations >= 1 and min_numel >= 1")
+        if not 0 <= self.int8_share <= 1 or self.calibration_texts < 1:
+            raise CompressionError(f"int8_share must be in [0, 1] (got {self.int8_share}) and calibration_texts >= 1")
+        if self.max_dynamic_int8_error is not None and self.max_dynamic_int8_error < 0:
+            raise CompressionError(f"max_dynamic_int8_error must be >= 0, got {self.max_dynamic_int8_error}")
+
+    def calibrated(self) -> bool:
+        """Whether the encoder's compression needs its sensitivity measured on calibration texts."""
+        return (self.precision == "int4-kmeans" and (self.int8_share > 0 or self.activation_aware)) or (
+            self.precision == "int8" and self.max_dynamic_int8_error is not None)  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {**asdict(self), "keep_int8": list(self.keep_int8)}
+
+
+def plan(
+    tensors: dict[str, torch.Tensor], spec: CompressionSpec, overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The codec of each tensor under ``spec`` (see the module docstring); ``overrides`` win (calibration)."""
+    codecs: dict[str, str] = {}
+    for name, tensor in tensors.items():
+        if overrides and name in overrides and tensor.is_floating_point() and tensor.dim() >= 2:
+            codecs[name] = overrides[name]
+        elif not tensor.is_floating_point():
+            codecs[name] = "raw"
+        elif tensor.numel() < spec.min_numel:
+            codecs[name] = "fp32"
+        elif tensor.dim() < 2:
+            codecs[name] = "int8" if spec.precision in ("int8", "int4-kmeans") else spec.precision
+        elif spec.precision == "int4-kmeans" and any(fnmatch.fnmatchcase(name, p) for p in spec.keep_int8):
+            codecs[name] = "int8"
+        else:
+            codecs[name] = spec.precision
+    return codecs
+
+
+def compress_tensors(
+    tensors: dict[str, torch.Tensor], spec: CompressionSpec, *, overrides: dict[str, str] | None = None,
+    weight_only: frozenset[str] = frozenset(), importance: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Encoded]:  # fmt: skip
+    """Encode every tensor by :func:`plan`; int8 weights named in ``weight_only`` decode to fp32 at load;
+    ``importance`` weights the int4 k-means of the tensors it names."""
+    codecs = plan(tensors, spec, overrides)
+    importance = importance or {}
+    codes = {
+        name: encode(
+            tensor,
+            codecs[name],
+            **encode_settings(spec),
+            name=name,
+            importance=importance.get(name) if codecs[name] == "int4-kmeans" else None,
+        )  # fmt: skip
+        for name, tensor in tensors.items()
+    }
+    for name in weight_only:
+        if name in codes and codes[name].codec == "int8":
+            codes[name].meta["dynamic"] = False
+    return codes
+
+
+def encode_settings(spec: CompressionSpec) -> dict[str, Any]:
+    """The codec keyword arguments of ``spec``."""
+    return {"observer": spec.observer, "per_channel": spec.per_channel, "group_weights": spec.group_weights,
+            "iterations": spec.iterations}  # fmt: skip
+
+
+def decode_all(codes: dict[str, Encoded]) -> dict[str, torch.Tensor]:
+    """Every tensor decoded (float32, or as stored for ``raw``)."""
+    return {name: decode(code) for name, code in codes.items()}
+
+
+def check_calibration(calibration: pd.DataFrame | None, text_columns: list[str], label_column: str | None) -> None:
+    """Refuse a calibration set that cannot check anything.
+
+    Raises:
+        CompressionError: When it is empty, not a table, or lacks the model's text columns or the label column.
+    """
+    if calibration is None:
+        return
+    if not isinstance(calibration, pd.DataFrame):
+        raise CompressionError(f"the calibration set must be a table of rows, not {type(calibration).__name__}")
+    if calibration.empty:
+        raise CompressionError("the calibration set is empty: compress needs labelled dev rows (dev_labelled)")
+    missing = [c for c in [*text_columns, *([label_column] if label_column else [])] if c not in calibration.columns]
+    if missing:
+        raise CompressionError(
+            f"the calibration set lacks column(s) {missing}; it has {list(calibration.columns)[:10]} "
+            f"(the model reads {text_columns})"
+        )
+
+
+class CompressedEncoder:
+    """A compressed encoder directory (config, tokenizer, compressed weights) in a private temporary folder,
+    until the model is saved; its spec pins the compressed file's sha256."""
+
+    def __init__(self, source: EncoderSpec, spec: CompressionSpec, texts: list[str] | None = None) -> None:
+        """Compress the encoder ``source`` names (digest-checked as it loads).
+
+        Args:
+            source: The fp32 encoder's spec.
+            spec: How to compress.
+            texts: Calibration texts (used when ``spec.calibrated()``).
+        """
+        encoder = load_encoder(source)
+        state = {name: tensor for name, tensor in encoder.model.state_dict().items()}
+        self.sensitivity: dict[str, Any] = {}
+        overrides: dict[str, str] = {}
+        weight_only: frozenset[str] = frozenset()
+        weights: dict[str, torch.Tensor] = {}
+        if spec.calibrated() and texts:
+            from frugalml.models.calibration import choose_int8, encoder_sensitivity, importance, record_inputs
+
+            sample = texts[: spec.calibration_texts]
+            recorded = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=source.max_tokens)
+            if spec.precision == "int4-kmeans" and spec.activation_aware:
+                weights = importance(encoder.model, *recorded)
+            codecs = ("int4-kmeans",) if spec.precision == "int4-kmeans" else ("int8",)
+            measured = encoder_sensitivity(encoder.model, encoder.tokenizer, sample, codecs=codecs,
+                                           max_tokens=source.max_tokens, encode_settings=encode_settings(spec),
+                                           recorded=recorded, weights=weights)  # fmt: skip
+            self.sensitivity = {name: entry.as_dict() for name, entry in measured.items()}
+            if spec.precision == "int4-kmeans":
+                total = sum(t.numel() for t in state.values() if t.is_floating_point() and t.dim() >= 2)
+                overrides = dict.fromkeys(choose_int8(measured, share=spec.int8_share, total_weights=total), "int8")
+            else:
+                limit = spec.max_dynamic_int8_error
+                weight_only = frozenset(n for n, e in measured.items()
+                                        if e.dynamic_int8_error is not None and limit is not None
+                                        and e.dynamic_int8_error > limit)  # fmt: skip
+        self.codes = compress_tensors(state, spec, overrides=overrides, weight_only=weight_only, importance=weights)
+        data = serialise(self.codes)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self._tmp = tempfile.TemporaryDirectory(prefix="frugalml-encoder-")
+        self.directory = Path(self._tmp.name)
+        source_dir = resolve_encoder_dir(source.path)
+        for name in _TOKENIZER_FILES:
+            if (source_dir / name).is_file():
+                shutil.copy2(source_dir / name, self.directory / name)
+        (self.directory / COMPRESSED_WEIGHTS).write_bytes(data)
+        self.source_bytes = weights_file(source_dir).stat().st_size
+        self.spec = replace(source, sha256=self.sha256, path=str(self.directory))
+
+    def nbytes(self) -> int:
+        """Bytes of the compressed weights file."""
+        return (self.directory / COMPRESSED_WEIGHTS).stat().st_size
+
+
+class CompressedClassifier:
+    """A compressed model of any kind: the base bundle computing with the decoded weights (and, for the encoder
+    kinds, the compressed encoder), plus what is needed to save it in compressed form."""
+
+    def __init__(
+        self, base: Any, *, codes: dict[str, Encoded], spec: CompressionSpec, encoder_dir: Path | None = None,
+        source: dict[str, Any] | None = None, holder: Any = None,
+    ) -> None:  # fmt: skip
+        """Wrap a rebuilt base bundle (see :func:`quantize` and :meth:`from_parts`)."""
+        self.base, self.codes, self.spec, self.encoder_dir = base, codes, spec, encoder_dir
+        self.source = dict(source or {})
+        self._holder = holder  # keeps a temporary encoder folder alive until the model is saved
+        self.module = base.module
+        self.text_columns, self.labels, self.label_names = base.text_columns, base.labels, base.label_names
+        self.kind = getattr(base, "kind", "ngram_bag")
+
+    @property
+    def encoder(self) -> EncoderSpec | None:
+        """The compressed encoder's spec (encoder kinds), or ``None``."""
+        return getattr(self.base, "encoder", None)
+
+    @property
+    def store(self) -> Any:
+        """The base bundle's embedding store (encoder kinds)."""
+        return self.base.store
+
+    @store.setter
+    def store(self, value: Any) -> None:
+        self.base.store = value
+
+    def predict_proba(self, frame: pd.DataFrame, *, batch_size: int = 1024) -> np.ndarray:
+        """(N, C) class probabilities, computed by the compressed model."""
+        return self.base.predict_proba(frame, batch_size=batch_size)  # type: ignore[no-any-return]  # base bundle
+
+    def to_cpu(self) -> CompressedClassifier:
+        """Move to CPU (in place) and return self."""
+        self.base.to_cpu()
+        return self
+
+    def metadata(self) -> dict[str, Any]:
+        """The base bundle's metadata, the compression settings, every tensor's codec, the source model."""
+        base = self.base.metadata()
+        if "encoder" in base:
+            base["encoder"] = {**base["encoder"], "path": None}  # re-pointed at <model>/encoder on load
+        return {
+            "format": FORMAT,
+            "base": base,
+            "compression": self.spec.as_dict(),
+            "codecs": {name: code.describe() for name, code in self.codes.items()},
+            "encoder_dir": ENCODER_DIR if self.encoder_dir is not None else None,
+            "source": self.source,
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The stored parts of every compressed tensor, named ``<tensor>::<part>``."""
+        return {f"{name}::{part}": value.contiguous() for name, code in self.codes.items()
+                for part, value in code.parts.items()}  # fmt: skip
+
+    def write_extra(self, directory: Path) -> None:
+        """Copy the compressed encoder into ``directory/encoder`` (encoder kinds)."""
+        if self.encoder_dir is not None:
+            shutil.copytree(self.encoder_dir, directory / ENCODER_DIR, dirs_exist_ok=True)
+
+    def nbytes(self) -> int:
+        """Bytes of all compressed weights: the model's tensors and, for the encoder kinds, the encoder file."""
+        own = sum(code.nbytes() for code in self.codes.values())
+        encoder = (self.encoder_dir / COMPRESSED_WEIGHTS).stat().st_size if self.encoder_dir is not None else 0
+        return own + encoder
+
+    @classmethod
+    def from_parts(
+        cls, metadata: dict[str, Any], tensors: dict[str, torch.Tensor], *, directory: Path | None,
+        load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
+    ) -> CompressedClassifier:  # fmt: skip
+        """Rebuild a saved compressed model.
+
+        Raises:
+            CompressionError: When a tensor's parts are missing, or the encoder folder is.
+        """
+        codes: dict[str, Encoded] = {}
+        for name, info in metadata["codecs"].items():
+            parts = {key.split("::", 1)[1]: value for key, value in tensors.items() if key.split("::", 1)[0] == name}
+            if not parts:
+                raise CompressionError(f"compressed model lacks the stored parts of {name}")
+            codes[name] = Encoded(info["codec"], list(info["shape"]), parts, dict(info["meta"]))
+        base_meta = dict(metadata["base"])
+        encoder_dir = None
+        if metadata.get("encoder_dir"):
+            if directory is None or not (directory / metadata["encoder_dir"]).is_dir():
+                raise CompressionError(f"compressed model lacks its encoder folder {metadata['encoder_dir']!r}")
+            encoder_dir = directory / metadata["encoder_dir"]
+            base_meta["encoder"] = {**base_meta["encoder"], "path": str(encoder_dir)}
+        base = load_base(base_meta, decode_all(codes))
+        spec = CompressionSpec(**{**metadata["compression"], "keep_int8": tuple(metadata["compression"]["keep_int8"])})
+        return cls(base, codes=codes, spec=spec, encoder_dir=encoder_dir, source=metadata.get("source"))
+
+    def __repr__(self) -> str:
+        return f"CompressedClassifier({self.kind}, {self.spec.precision}, {self.nbytes()} bytes)"
+
+
+def fp32_nbytes(model: Any) -> int:
+    """Bytes of a model's weights uncompressed: its tensors as float32 and, for the encoder kinds, the encoder's
+    weights file (what the uncompressed model needs beside it)."""
+    own = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in model.tensors().values())
+    spec = getattr(model, "encoder", None)
+    return own + (weights_file(resolve_encoder_dir(spec.path)).stat().st_size if spec is not None else 0)
+
+
+def quantize(
+    model: Any, *, precision: str = "int8", calibration: pd.DataFrame | None = None, per_channel: bool = True,
+    label_column: str | None = None, load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
+    **settings: Any,
+) -> tuple[CompressedClassifier, dict[str, Any]]:  # fmt: skip
+    """Compress ``model`` (any kind) to ``precision``; check it on ``calibration`` rows.
+
+    Args:
+        model: A trained frugalml classifier.
+        precision: One of :data:`~frugalml.models.codecs.PRECISIONS`.
+        calibration: Labelled dev rows (never test rows) to measure accuracy and agreement with ``model``.
+        per_channel: One scale / codebook group per output channel (else per tensor, int8/fp8).
+        label_column: The calibration rows' label column (their labels are class values of ``model.labels``).
+        load_base: Rebuilds a base bundle from (metadata, tensors) (:func:`frugalml.models.zoo.load_classifier`).
+        **settings: Other :class:`CompressionSpec` fields.
+
+    Returns:
+        The compressed model and its report (sizes, per-codec tensor counts, calibration figures, seconds).
+
+    Raises:
+        CompressionError: On a bad precision, observer or calibration set (before any work).
+    """
+    if isinstance(model, CompressedClassifier):
+        raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if precision not in PRECISIONS:
+        check_precision(precision)
+    spec = CompressionSpec(precision=precision, per_channel=per_channel, **settings)
+    check_calibration(calibration, list(model.text_columns), label_column)
+    started = time.perf_counter()
+    codes = compress_tensors(model.tensors(), spec)
+    base_meta = model.metadata()
+    holder = None
+    encoder_spec: EncoderSpec | None = getattr(model, "encoder", None)
+    if encoder_spec is not None and spec.encoder:
+        texts = frame_texts(calibration, list(model.text_columns)) if calibration is not None else None
+        holder = CompressedEncoder(encoder_spec, spec, texts)
+        base_meta["encoder"] = holder.spec.as_dict()
+    base = load_base(base_meta, decode_all(codes))
+    if holder is not None and hasattr(model, "store"):
+        base.store = model.store
+    source = {
+        "format": base_meta["format"],
+        "kind": getattr(model, "kind", "ngram_bag"),
+        "fp32_bytes": fp32_nbytes(model),
+    }
+    compressed = CompressedClassifier(base, codes=codes, spec=spec, encoder_dir=holder.directory if holder else None,
+                                      source=source, holder=holder)  # fmt: skip
+    report: dict[str, Any] = {
+        "precision": precision,
+        "spec": spec.as_dict(),
+        "fp32_bytes": source["fp32_bytes"],
+        "bytes": compressed.nbytes(),
+        "seconds": round(time.perf_counter() - started, 3),
+        "tensors": _codec_counts(codes, holder.codes if holder else {}),
+    }
+    if holder is not None and holder.sensitivity:
+        report["encoder_sensitivity"] = holder.sensitivity
+        report["encoder_int8_tensors"] = sorted(n for n, c in holder.codes.items() if c.codec == "int8")
+        report["encoder_fp32_compute"] = sorted(n for n, c in holder.codes.items() if c.meta.get("dynamic") is False)
+    report["size_ratio"] = round(report["fp32_bytes"] / max(report["bytes"], 1), 3)
+    if calibration is not None:
+        report["calibration"] = agreement(model, compressed, calibration, label_column)
+    return compressed, report
+
+
+def _codec_counts(*groups: dict[str, Encoded]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for codes in groups:
+        for code in codes.values():
+            entry = counts.setdefault(code.codec, {"tensors": 0, "weights": 0, "bytes": 0})
+            numel = 1
+            for size in code.shape:
+                numel *= size
+            entry["tensors"] += 1
+            entry["weights"] += numel
+            entry["bytes"] += code.nbytes()
+    return counts
+
+
+def agreement(reference: Any, compressed: Any, rows: pd.DataFrame, label_column: str | None) -> dict[str, Any]:
+    """How the compressed model compares with the reference on ``rows``: both accuracies (with labels), the
+    share of identical predictions, the largest probability change."""
+    p_ref = reference.predict_proba(rows)
+    p_new = compressed.predict_proba(rows)
+    out: dict[str, Any] = {
+        "rows": len(rows),
+        "agreement": float((p_ref.argmax(1) == p_new.argmax(1)).mean()),
+        "max_probability_change": float(np.abs(p_ref - p_new).max()) if len(rows) else 0.0,
+    }
+    if label_column is not None:
+        index = {label: k for k, label in enumerate(reference.labels)}
+        truth = np.array([index.get(v, -1) for v in rows[label_column].tolist()])
+        out["accuracy_reference"] = float((p_ref.argmax(1) == truth).mean())
+        out["accuracy"] = float((p_new.argmax(1) == truth).mean())
+    return out
+
+
+def latency(model: Any, rows: pd.DataFrame, *, batch: int, repeats: int = 3) -> float:
+    """Median seconds to predict ``batch`` rows (cycled from ``rows``), end to end from text, on this machine.
+
+    For the encoder kinds the embedding cache is bypassed, so the encoder's own cost is measured.
+    """
+    frame = rows.iloc[np.arange(batch) % len(rows)].reset_index(drop=True)
+    store = getattr(model, "store", None)
+    times = []
+    for _ in range(repeats):
+        if store is not None:
+            from frugalml.models.embedding_store import EmbeddingStore
+
+            model.store = EmbeddingStore(None)
+        started = time.perf_counter()
+        model.predict_proba(frame, batch_size=max(batch, 1))
+        times.append(time.perf_counter() - started)
+    if store is not None:
+        model.store = store
+    return float(np.median(times))
+
+
+def load_compressed_encoder_codes(directory: Path) -> dict[str, Encoded]:
+    """The codes of a saved compressed encoder (for inspection and tests)."""
+    return deserialise((directory / COMPRESSED_WEIGHTS).read_bytes(), source=str(directory / COMPRESSED_WEIGHTS))
+
+
+__all__ = ["FORMAT", "CompressedClassifier", "CompressionSpec", "plan", "quantize"]

@@ -1,0 +1,174 @@
+"""The compress stage's nodes: compress the trained model, compare variants side by side on the dev split, gate
+the chosen one on its dev accuracy, and draw the accuracy-size frontier.
+
+Calibration and every figure here use the dev rows (``dev_labelled``), never test rows: the compressed model's
+test figures come from the evaluate nodes that run after it (``compressed.*`` datasets).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  # after the backend is chosen
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from frugalml.errors import CompressionError, EmptyDatasetError  # noqa: E402
+from frugalml.models.compression import CompressedClassifier, agreement, fp32_nbytes, latency, quantize  # noqa: E402
+from frugalml.models.zoo import Classifier, load_classifier  # noqa: E402
+from frugalml.params import CompressParams, DataSchema, parse_params  # noqa: E402
+from frugalml.tracking import Metrics, as_metrics  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_compression", "compress_classifier", "plot_compression_frontier"]
+
+
+def _settings(config: CompressParams) -> dict[str, Any]:
+    return {
+        "observer": config.observer, "group_weights": config.group_weights, "iterations": config.iterations,
+        "min_numel": config.min_numel, "keep_int8": tuple(config.keep_int8), "encoder": config.encoder,
+        "max_dynamic_int8_error": config.max_dynamic_int8_error, "int8_share": config.int8_share,
+        "activation_aware": config.activation_aware, "calibration_texts": config.calibration_texts,
+    }  # fmt: skip
+
+
+def _latencies(model: Any, rows: pd.DataFrame, config: CompressParams) -> dict[str, float]:
+    return {f"latency_b{batch}_s": round(latency(model, rows, batch=batch, repeats=config.latency_repeats), 5)
+            for batch in config.latency_batches}  # fmt: skip
+
+
+def compress_classifier(
+    model: Classifier, dev: pd.DataFrame, params: dict[str, Any], data: dict[str, Any]
+) -> tuple[CompressedClassifier, Metrics, dict[str, Any]]:
+    """Compress ``model`` to ``compress.precision``; measure it and each ``compress.compare`` variant on dev.
+
+    Args:
+        model: The trained ``text_classifier`` (any kind).
+        dev: Labelled dev rows (calibration and the report's figures).
+        params: ``params:compress``.
+        data: ``params:data``.
+
+    Returns:
+        The compressed model (the chosen precision; checked by :func:`check_compression` before it is saved),
+        MLflow metrics and the JSON report: per variant bytes, size ratio, dev accuracy, agreement with the
+        uncompressed model, CPU latency; the uncompressed reference likewise.
+
+    Raises:
+        CompressionError: On a bad request or calibration set, before any tensor is compressed.
+        EmptyDatasetError: When there are no dev rows.
+    """
+    config = parse_params(CompressParams, params, name="compress")
+    schema = parse_params(DataSchema, data, name="data")
+    if dev is None or len(dev) == 0:
+        raise EmptyDatasetError("compress calibrates on the dev split (dev_labelled), which is empty")
+    if isinstance(model, CompressedClassifier):
+        raise CompressionError("text_classifier is compressed already; compress an uncompressed model")
+    variants = [config.precision, *[p for p in dict.fromkeys(config.compare) if p != config.precision]]
+    reference = agreement(model, model, dev, schema.label_column)
+    report: dict[str, Any] = {
+        "chosen": config.precision,
+        "calibration_rows": len(dev),
+        "reference": {
+            "kind": getattr(model, "kind", "ngram_bag"),
+            "bytes": fp32_nbytes(model),
+            "dev_accuracy": reference["accuracy"],
+            **_latencies(model, dev, config),
+        },  # fmt: skip
+        "variants": {},
+    }
+    chosen: CompressedClassifier | None = None
+    for precision in variants:
+        logger.info("compress: %s", precision)
+        compressed, figures = quantize(
+            model, precision=precision, calibration=dev, per_channel=config.per_channel,
+            label_column=schema.label_column, load_base=load_classifier, **_settings(config),
+        )  # fmt: skip
+        calibration = figures.pop("calibration")
+        report["variants"][precision] = {
+            "bytes": figures["bytes"],
+            "size_ratio": figures["size_ratio"],
+            "dev_accuracy": calibration["accuracy"],
+            "dev_accuracy_drop": round(reference["accuracy"] - calibration["accuracy"], 6),
+            "agreement": calibration["agreement"],
+            "max_probability_change": calibration["max_probability_change"],
+            "compress_seconds": figures["seconds"],
+            "tensors": figures["tensors"],
+            **_latencies(compressed, dev, config),
+        }
+        if precision == config.precision:
+            chosen = compressed
+    assert chosen is not None  # noqa: S101  # the chosen precision is the first variant
+    best = report["variants"][config.precision]
+    figures = {
+        "size_ratio": best["size_ratio"], "bytes": best["bytes"], "fp32_bytes": report["reference"]["bytes"],
+        "dev_accuracy": best["dev_accuracy"], "dev_accuracy_drop": best["dev_accuracy_drop"],
+        "agreement": best["agreement"],
+    }  # fmt: skip
+    for batch in config.latency_batches:
+        key = f"latency_b{batch}_s"
+        figures[f"cpu_latency_ratio_b{batch}"] = report["reference"][key] / max(best[key], 1e-9)
+    logger.info("compressed to %s: %.1fx smaller, dev accuracy %.4f (uncompressed %.4f)", config.precision,
+                best["size_ratio"], best["dev_accuracy"], reference["accuracy"])  # fmt: skip
+    return chosen, as_metrics(figures), report
+
+
+def check_compression(
+    candidate: CompressedClassifier, report: dict[str, Any], params: dict[str, Any]
+) -> CompressedClassifier:
+    """The gate: the chosen variant may lose at most ``max_dev_accuracy_drop`` dev accuracy.
+
+    Args:
+        candidate: The compressed model.
+        report: From :func:`compress_classifier` (saved before this node runs).
+        params: ``params:compress``.
+
+    Returns:
+        ``candidate``, to be saved (and logged to MLflow) as ``compressed_classifier``.
+
+    Raises:
+        CompressionError: When it loses more and ``on_accuracy_drop`` is ``fail``.
+    """
+    config = parse_params(CompressParams, params, name="compress")
+    drop = report["variants"][config.precision]["dev_accuracy_drop"]
+    if drop > config.max_dev_accuracy_drop:
+        message = (
+            f"the {config.precision} model loses {drop:.4f} dev accuracy against the uncompressed one, more than "
+            f"compress.max_dev_accuracy_drop {config.max_dev_accuracy_drop}; try compress.precision int8, or keep "
+            "the most sensitive layers wider (compress.keep_int8); compression_report has every variant's figures"
+        )
+        if config.on_accuracy_drop == "fail":
+            raise CompressionError(message)
+        logger.warning(message)
+    return candidate
+
+
+def plot_compression_frontier(report: dict[str, Any]) -> Figure:
+    """Dev accuracy against weight bytes (log scale), one point per variant and the uncompressed model.
+
+    Args:
+        report: From :func:`compress_classifier`.
+
+    Returns:
+        The figure (saved by the catalog).
+    """
+    figure, axes = plt.subplots(figsize=(6.4, 4.4))
+    reference = report["reference"]
+    axes.scatter([reference["bytes"] / 1e6], [reference["dev_accuracy"]], color="black", zorder=3)
+    axes.annotate("fp32", (reference["bytes"] / 1e6, reference["dev_accuracy"]), textcoords="offset points",
+                  xytext=(5, 5))  # fmt: skip
+    for name, variant in report["variants"].items():
+        colour = "tab:red" if name == report["chosen"] else "tab:blue"
+        axes.scatter([variant["bytes"] / 1e6], [variant["dev_accuracy"]], color=colour, zorder=3)
+        axes.annotate(f"{name} ({variant['size_ratio']:.1f}x)", (variant["bytes"] / 1e6, variant["dev_accuracy"]),
+                      textcoords="offset points", xytext=(5, -12))  # fmt: skip
+    axes.set_xscale("log")
+    axes.set(xlabel="weights (MB, log scale)", ylabel="dev accuracy",
+             title=f"compression of the {reference['kind']} model (red: chosen)")  # fmt: skip
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure

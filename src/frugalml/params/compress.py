@@ -1,0 +1,46 @@
+"""``params:compress``: which precision the compressed model gets, what else the report compares, the gate."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from frugalml.params.core import Strict, register_params
+
+Precision = Literal["fp16", "bf16", "fp8", "int8", "int4-kmeans"]
+_COMPARED: tuple[Precision, ...] = ("fp16", "int8", "int4-kmeans")
+
+
+@register_params("compress")
+class CompressParams(Strict):
+    """The compress stage (``kedro run --pipeline=compress``; in the default chain when ``enabled``)."""
+
+    enabled: bool = False  # true: `make run` / `kedro run` also compresses (and evaluates the compressed model)
+    precision: Precision = "int8"  # the variant written as compressed_classifier
+    compare: list[Precision] = Field(default_factory=lambda: list(_COMPARED))  # also measured for the report
+    observer: Literal["minmax", "percentile", "mse"] = "minmax"  # how int8/fp8 pick each channel's scale
+    per_channel: bool = True
+    group_weights: int = Field(default=4096, ge=16)  # int4-kmeans: weights sharing one 16-centroid codebook
+    iterations: int = Field(default=20, ge=1, le=200)  # int4-kmeans: Lloyd iterations
+    min_numel: int = Field(default=1024, ge=1)  # tensors with fewer weights stay fp32
+    keep_int8: list[str] = Field(default_factory=list)  # int4-kmeans: tensor-name patterns that stay int8
+    encoder: bool = True  # pretrained / hybrid kinds: compress the encoder into the artifact too
+    # calibrated on dev texts (encoder kinds): int8 Linear layers whose dynamic-INT8 output error exceeds this run
+    # weight-only (decoded to fp32); null: every int8 Linear runs INT8
+    max_dynamic_int8_error: float | None = Field(default=0.05, ge=0, allow_inf_nan=False)
+    int8_share: float = Field(default=0.0, ge=0, le=1)  # int4-kmeans: share of encoder weights kept int8
+    activation_aware: bool = True  # int4-kmeans: k-means weighted by calibration activations / token counts
+    calibration_texts: int = Field(default=64, ge=1, le=4096)  # dev texts the encoder's calibration reads
+    # the gate: the compressed model may lose at most this much dev accuracy against the uncompressed one
+    max_dev_accuracy_drop: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
+    on_accuracy_drop: Literal["fail", "warn"] = "fail"
+    latency_batches: list[int] = Field(default_factory=lambda: [1, 256])  # CPU latency measured at these sizes
+    latency_repeats: int = Field(default=3, ge=1, le=50)
+
+    @field_validator("latency_batches")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(batch < 1 for batch in value):
+            raise ValueError(f"latency batch sizes must be >= 1, got {value}")
+        return value

@@ -1,0 +1,260 @@
+"""Compression: the tensor codecs, ``quantize`` on real trained models (the n-gram bag, and the pretrained kind
+with the pinned MiniLM encoder compressed into the artifact), the saved artifact and its digests, bad requests."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from frugalml.errors import CompressionError, ModelArtifactError, PretrainedModelError
+from frugalml.models.codecs import CODECS, decode, deserialise, encode, fp8_available, serialise, unpack
+from frugalml.models.compression import CompressedClassifier, latency, load_compressed_encoder_codes, quantize
+from frugalml.models.embedding_store import EmbeddingStore
+from frugalml.models.encoder import COMPRESSED_WEIGHTS, forget_loaded_encoders
+from frugalml.models.pyfunc import load_text_classifier, predict_frame, save_text_classifier
+from frugalml.models.zoo import load_classifier
+from frugalml.nodes.split import split_dataset
+from frugalml.nodes.train import train_text_classifier
+from tests.helpers import DATA
+
+NO_DP = {"epochs": 15, "patience": 3, "progress": False, "privacy": {"enabled": False}}
+SHORT = {"max_tokens": 48, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def sets(sample_emails: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    train, dev, _, test, *_ = split_dataset(sample_emails, {"gold_dev_size": 0}, DATA, 0)
+    return train, dev, test
+
+
+@pytest.fixture(scope="module")
+def bag(sets):
+    train, dev, _ = sets
+    model, *_ = train_text_classifier(train, dev, {**NO_DP, "features": {"buckets": 2**14}}, {}, 0, None)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pretrained(sets, tmp_path_factory):
+    train, dev, _ = sets
+    params = {**NO_DP, "lr": 0.02, "model": {"kind": "pretrained", "pretrained": SHORT}}
+    model, *_ = train_text_classifier(train, dev, params, {}, 0, EmbeddingStore(tmp_path_factory.mktemp("cache")))
+    return model
+
+
+def _compress(model, dev, precision, **settings):
+    return quantize(model, precision=precision, calibration=dev, label_column="label", load_base=load_classifier,
+                    **settings)  # fmt: skip
+
+
+# --- codecs ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("codec", "bytes_per_weight", "max_error"),
+    [("fp16", 2.0, 1e-3), ("bf16", 2.0, 5e-3), ("int8", 1.02, 0.01), ("int4-kmeans", 0.51, 0.12)],
+)
+def test_each_codec_stores_what_it_says_and_decodes_close(codec, bytes_per_weight, max_error):
+    torch.manual_seed(0)
+    weight = torch.randn(768, 384) * 0.05
+    code = encode(weight, codec)
+    relative = ((decode(code) - weight).norm() / weight.norm()).item()
+    assert relative < max_error, relative
+    assert code.nbytes() / weight.numel() <= bytes_per_weight
+    assert decode(code).dtype == torch.float32 and decode(code).shape == weight.shape
+
+
+def test_int4_kmeans_uses_16_centroids_per_group_and_packs_two_indices_per_byte():
+    torch.manual_seed(1)
+    weight = torch.randn(96, 128)
+    code = encode(weight, "int4-kmeans", group_weights=1024)  # 8 rows per codebook -> 12 codebooks
+    assert code.parts["codebook"].shape == (12, 16) and code.parts["codebook"].dtype == torch.float16
+    assert code.parts["idx"].dtype == torch.uint8 and code.parts["idx"].numel() == weight.numel() // 2
+    codes = unpack(code.parts["idx"], weight.numel()).reshape(96, 128)
+    decoded = decode(code)
+    for row in (0, 8, 95):  # each row's values are exactly its group's centroids
+        book = code.parts["codebook"][min(row // 8, 11)].float()
+        assert torch.equal(decoded[row], book[codes[row]])
+    # k-means beats a uniform 16-level grid on the same groups (that is why it is k-means)
+    low, high = weight.min(), weight.max()
+    uniform = torch.round((weight - low) / (high - low) * 15) / 15 * (high - low) + low
+    assert (decoded - weight).pow(2).mean() < (uniform - weight).pow(2).mean()
+
+
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])
+def test_int8_observers_differ_where_there_are_outliers(observer):
+    torch.manual_seed(2)
+    weight = torch.randn(16, 30_000) * 0.02
+    weight[:, 0] = 1.0  # one outlier per channel (1 in 30,000: above the 99.99th percentile)
+    code = encode(weight, "int8", observer=observer)
+    minmax = encode(weight, "int8", observer="minmax")
+    if observer == "minmax":
+        assert torch.allclose(code.parts["scale"], weight.abs().amax(1) / 127)
+    else:  # both clip the outlier: smaller scales, a better fit of the other weights
+        assert (code.parts["scale"] < minmax.parts["scale"]).all()
+        body = slice(1, None)
+        assert (decode(code)[:, body] - weight[:, body]).abs().mean() < (
+            decode(minmax)[:, body] - weight[:, body]
+        ).abs().mean()
+
+
+def test_serialised_codes_round_trip_and_carry_their_codecs():
+    torch.manual_seed(3)
+    codes = {"a": encode(torch.randn(40, 32), "int4-kmeans"), "b": encode(torch.randn(16, 8), "int8"),
+             "ids": encode(torch.arange(10), "fp16")}  # fmt: skip
+    back = deserialise(serialise(codes))
+    assert back["ids"].codec == "raw" and torch.equal(back["ids"].parts["w"], torch.arange(10))
+    for name, code in codes.items():
+        assert torch.equal(decode(back[name]), decode(code))
+    with pytest.raises(CompressionError, match="not a frugalml compressed-weights file"):
+        deserialise(b"\x00" * 64)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: encode(torch.randn(2, 4), "int4-kmeans", name="head.bias"), "head.bias has 8 weights, too few"),
+        (lambda: encode(torch.randn(4, 4), "int3"), "unsupported codec 'int3'"),
+        (lambda: encode(torch.randn(4, 4), "int8", observer="entropy"), "unknown observer 'entropy'"),
+    ],
+)
+def test_bad_codec_requests_are_named(call, match):
+    with pytest.raises(CompressionError, match=match):
+        call()
+
+
+def test_every_codec_name_is_known():
+    assert set(CODECS) == {"raw", "fp32", "fp16", "bf16", "fp8", "int8", "int4-kmeans"}
+
+
+# --- quantize on trained models ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        ({"precision": "int2"}, "unsupported precision 'int2'"),
+        ({"precision": "int8", "calibration": "dev"}, "calibration set must be a table"),
+        ({"precision": "int8", "calibration": "empty"}, "calibration set is empty"),
+        ({"precision": "int8", "calibration": "no_text"}, r"lacks column\(s\) \['subject', 'body'\]"),
+        ({"precision": "int8", "calibration": "no_label"}, r"lacks column\(s\) \['label'\]"),
+        ({"precision": "int8", "observer": "entropy"}, "unknown observer"),
+        ({"precision": "int4-kmeans", "group_weights": 8}, "group_weights must be >= 16"),
+    ],
+)
+def test_bad_requests_fail_before_any_work(bag, sets, request_, match):
+    dev = sets[1]
+    calibrations = {"dev": dev.to_numpy(), "empty": dev.iloc[:0], "no_text": dev.drop(columns=["subject", "body"]),
+                    "no_label": dev.drop(columns=["label"])}  # fmt: skip
+    settings = dict(request_)
+    calibration = calibrations.get(settings.pop("calibration", None), dev)
+    with pytest.raises(CompressionError, match=match):
+        quantize(bag, calibration=calibration, label_column="label", load_base=load_classifier, **settings)
+
+
+@pytest.mark.skipif(fp8_available(), reason="this machine has an FP8 GPU")
+def test_fp8_on_a_machine_without_an_fp8_gpu_is_refused(bag, sets):
+    with pytest.raises(CompressionError, match="'fp8' needs a CUDA GPU with FP8 support"):
+        _compress(bag, sets[1], "fp8")
+
+
+@pytest.mark.parametrize(("precision", "min_ratio"), [("fp16", 1.9), ("int8", 3.5), ("int4-kmeans", 5.0)])
+def test_the_bag_compresses_keeps_its_predictions_and_round_trips(tmp_path, bag, sets, precision, min_ratio):
+    _, dev, test = sets
+    compressed, report = _compress(bag, dev, precision)
+    assert report["size_ratio"] >= min_ratio, report
+    assert report["calibration"]["rows"] == len(dev)
+    assert report["calibration"]["agreement"] >= 0.97, report["calibration"]
+    assert abs(report["calibration"]["accuracy"] - report["calibration"]["accuracy_reference"]) <= 0.03
+    save_text_classifier(compressed, tmp_path / "m")
+    on_disk = (tmp_path / "m" / "model.safetensors").stat().st_size
+    assert report["bytes"] <= on_disk <= report["bytes"] * 1.05 + 4096  # the report's bytes are the file's
+    loaded = load_text_classifier(tmp_path / "m")
+    assert isinstance(loaded, CompressedClassifier) and loaded.spec.precision == precision
+    rows = test[["subject", "body"]].iloc[:50]
+    pd.testing.assert_frame_equal(predict_frame(loaded, rows), predict_frame(compressed, rows))
+
+
+def test_keep_int8_leaves_matching_tensors_at_8_bits(bag, sets):
+    compressed, report = _compress(bag, sets[1], "int4-kmeans", keep_int8=("module.head.*",), min_numel=2)
+    assert compressed.codes["module.embedding.weight"].codec == "int4-kmeans"
+    assert compressed.codes["module.head.1.weight"].codec == "int8"
+    assert compressed.codes["idf"].codec == "int8"  # a vector: one scale, never 16 centroids
+    assert set(report["tensors"]) >= {"int4-kmeans", "int8"}
+
+
+def test_a_changed_file_in_a_saved_model_is_refused(tmp_path, bag, sets):
+    compressed, _ = _compress(bag, sets[1], "int8")
+    save_text_classifier(compressed, tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelArtifactError, match="model.safetensors has sha256 .* but model.json records"):
+        load_text_classifier(tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(ModelArtifactError, match="lacks model.safetensors"):
+        load_text_classifier(tmp_path / "m")
+
+
+def test_compressing_a_compressed_model_is_refused(bag, sets):
+    compressed, _ = _compress(bag, sets[1], "int8")
+    with pytest.raises(CompressionError, match="compressed already"):
+        _compress(compressed, sets[1], "int8")
+
+
+def test_the_pretrained_kind_carries_a_compressed_encoder_that_runs_int8(tmp_path, pretrained, sets):
+    _, dev, test = sets
+    compressed, report = _compress(pretrained, dev, "int8")
+    fp32_encoder = 90_864_192  # bytes of the pinned MiniLM model.safetensors (checked below via the report)
+    assert report["fp32_bytes"] >= fp32_encoder
+    assert report["size_ratio"] >= 3.5, report
+    assert report["calibration"]["agreement"] >= 0.95, report["calibration"]
+    assert report["tensors"]["int8"]["tensors"] >= 37  # the 36 Linear weights of 6 layers, the pooler, embeddings
+    save_text_classifier(compressed, tmp_path / "m")
+    folder = tmp_path / "m"
+    files = json.loads((folder / "model.json").read_text())["files"]
+    assert {"model.safetensors", f"encoder/{COMPRESSED_WEIGHTS}", "encoder/config.json"} <= set(files)
+    assert not (folder / "encoder" / "model.safetensors").exists()  # the fp32 encoder is not shipped
+    forget_loaded_encoders()
+    loaded = load_text_classifier(folder)
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    from frugalml.models.encoder import load_encoder
+
+    encoder = load_encoder(loaded.encoder)
+    assert sum(isinstance(m, DynamicLinear) for m in encoder.model.modules()) == 37  # runs as INT8
+    rows = test[["subject", "body"]].iloc[:30]
+    pd.testing.assert_frame_equal(predict_frame(loaded, rows), predict_frame(compressed, rows), atol=1e-5)
+    codes = load_compressed_encoder_codes(folder / "encoder")
+    assert codes["embeddings.word_embeddings.weight"].codec == "int8"
+    assert latency(loaded, rows, batch=4, repeats=1) > 0
+
+
+def test_a_tampered_compressed_encoder_is_refused(tmp_path, pretrained, sets):
+    compressed, _ = _compress(pretrained, sets[1], "int4-kmeans")
+    save_text_classifier(compressed, tmp_path / "m")
+    weights = tmp_path / "m" / "encoder" / COMPRESSED_WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelArtifactError, match=f"{COMPRESSED_WEIGHTS} has sha256"):
+        load_text_classifier(tmp_path / "m")
+    metadata = json.loads((tmp_path / "m" / "model.json").read_text())
+    metadata.pop("files")  # a folder whose manifest was stripped: the encoder's pinned digest still refuses it
+    (tmp_path / "m" / "model.json").write_text(json.dumps(metadata))
+    forget_loaded_encoders()
+    loaded = load_text_classifier(tmp_path / "m")
+    with pytest.raises(PretrainedModelError, match="has sha256 .* but .* is pinned"):
+        loaded.predict_proba(sets[2].iloc[:2])
+
+
+def test_int4_pretrained_is_8x_smaller_and_close(pretrained, sets):
+    compressed, report = _compress(pretrained, sets[1], "int4-kmeans")
+    assert report["size_ratio"] >= 7.0, report
+    assert report["calibration"]["agreement"] >= 0.9, report["calibration"]
+    assert np.isfinite(compressed.predict_proba(sets[2].iloc[:5])).all()

@@ -1,0 +1,29 @@
+"""The compression and kernel benchmarks' smoke runs, from a fresh copy of the repository."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.benchmark_helpers import is_fraction, run_benchmark_smoke
+
+pytestmark = pytest.mark.slow
+
+
+def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
+    figures = run_benchmark_smoke("compression", tmp_path)
+    assert figures["fp32_bytes"] > 90_000_000  # the encoder classifier: MiniLM's fp32 weights and the head
+    assert figures["fp32_bytes"] > figures["fp16_bytes"] > figures["int8_bytes"] > figures["int4_bytes"]
+    assert figures["int4_mixed_bytes"] > figures["int4_bytes"]  # some tensors kept at int8
+    for key in ("acc_fp32", "acc_fp16", "acc_int8", "acc_int4", "acc_int4_mixed"):
+        assert is_fraction(figures[key]), key
+    assert figures["size_ratio_int4"] == pytest.approx(figures["fp32_bytes"] / figures["int4_bytes"], rel=1e-3)
+    assert figures["cpu_latency_ratio_int8"] > 0
+    assert figures["acc_int4_pruned"] is None and figures["acc_distilled"] is None  # not built: null, never faked
+
+
+def test_kernels_benchmark_smoke_run_checks_the_kernel_and_times_nothing_without_a_gpu(tmp_path):
+    figures = run_benchmark_smoke("kernels", tmp_path)
+    assert figures["max_relative_error"] < 1e-4
+    assert len(figures["checks"]) == 6
+    if figures["machine"]["gpu"] is None:
+        assert figures["lut_us"] is None and figures["speedup_m1_8192"] is None
