@@ -258,3 +258,37 @@ def test_int4_pretrained_is_8x_smaller_and_close(pretrained, sets):
     assert report["size_ratio"] >= 7.0, report
     assert report["calibration"]["agreement"] >= 0.9, report["calibration"]
     assert np.isfinite(compressed.predict_proba(sets[2].iloc[:5])).all()
+
+
+class _Counting:
+    """The trained bag, counting how often it is asked to predict (to show a refusal comes first)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.calls = model, 0
+        self.text_columns, self.labels, self.kind = model.text_columns, model.labels, "ngram_bag"
+
+    def predict_proba(self, frame, **kwargs):
+        self.calls += 1
+        return self.model.predict_proba(frame, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"precision": "int8", "compare": ["fp8"]}, "'fp8' needs a CUDA GPU"),
+     ({"precision": "int4-kmeans", "int8_share": 0.5, "compare": []}, None)],
+)  # fmt: skip
+def test_the_compress_node_refuses_every_bad_variant_before_running_the_model(bag, sets, params, match):
+    from frugalml.nodes.compress import compress_classifier
+
+    if match is None:  # the same request, but the calibration set lacks the label column
+        counting = _Counting(bag)
+        with pytest.raises(CompressionError, match=r"lacks column\(s\) \['label'\]"):
+            compress_classifier(counting, sets[1].drop(columns=["label"]), params, DATA)
+        assert counting.calls == 0
+        return
+    if fp8_available():
+        pytest.skip("this machine has an FP8 GPU")
+    counting = _Counting(bag)
+    with pytest.raises(CompressionError, match=match):
+        compress_classifier(counting, sets[1], params, DATA)
+    assert counting.calls == 0

@@ -86,16 +86,21 @@ def encoder_hidden_size(path: str | None) -> int:
         return 384
 
 
+def sha256_of(path: Path) -> str:
+    """Streaming sha256 of a file, read now."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def file_sha256(path: Path) -> str:
-    """Streaming sha256 of a file (memoised per path, size and modification time)."""
+    """:func:`sha256_of`, memoised per path, size and modification time."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _VERIFIED:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _VERIFIED[key] = digest.hexdigest()
+        _VERIFIED[key] = sha256_of(path)
     return _VERIFIED[key]
 
 

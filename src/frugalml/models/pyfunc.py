@@ -9,6 +9,7 @@ import pandas as pd
 from safetensors.torch import load_file
 
 from frugalml.errors import ModelArtifactError
+from frugalml.models.encoder import sha256_of
 from frugalml.models.zoo import Classifier, load_classifier
 
 WEIGHTS_FILE = "model.safetensors"
@@ -40,22 +41,12 @@ def verify_files(directory: Path, digests: dict[str, str]) -> None:
         path = directory / relative
         if not path.is_file():
             raise ModelArtifactError(f"model folder {directory} lacks {relative}, which model.json lists")
-        actual = _sha256(path)
+        actual = sha256_of(path)
         if actual != expected:
             raise ModelArtifactError(
                 f"{path} has sha256 {actual}, but model.json records {expected}: the file was changed or "
                 "corrupted after the model was saved - refusing to load it"
             )
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_text_classifier(model: Classifier, directory: str | Path) -> None:
@@ -74,7 +65,7 @@ def save_text_classifier(model: Classifier, directory: str | Path) -> None:
     if write_extra is not None:
         write_extra(directory)
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METADATA_FILE)
-    metadata = {**model.metadata(), "files": {p.relative_to(directory).as_posix(): _sha256(p) for p in files}}
+    metadata = {**model.metadata(), "files": {p.relative_to(directory).as_posix(): sha256_of(p) for p in files}}
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
 
 

@@ -18,7 +18,15 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from frugalml.errors import CompressionError, EmptyDatasetError  # noqa: E402
-from frugalml.models.compression import CompressedClassifier, agreement, fp32_nbytes, latency, quantize  # noqa: E402
+from frugalml.models.compression import (  # noqa: E402
+    CompressedClassifier,
+    CompressionSpec,
+    agreement,
+    check_calibration,
+    fp32_nbytes,
+    latency,
+    quantize,
+)
 from frugalml.models.zoo import Classifier, load_classifier  # noqa: E402
 from frugalml.params import CompressParams, DataSchema, parse_params  # noqa: E402
 from frugalml.tracking import Metrics, as_metrics  # noqa: E402
@@ -69,6 +77,9 @@ def compress_classifier(
     if isinstance(model, CompressedClassifier):
         raise CompressionError("text_classifier is compressed already; compress an uncompressed model")
     variants = [config.precision, *[p for p in dict.fromkeys(config.compare) if p != config.precision]]
+    for precision in variants:  # every request checked (FP8 without a GPU, ...) before the model is run once
+        CompressionSpec(precision=precision, per_channel=config.per_channel, **_settings(config))
+    check_calibration(dev, list(model.text_columns), schema.label_column)
     reference = agreement(model, model, dev, schema.label_column)
     report: dict[str, Any] = {
         "chosen": config.precision,
