@@ -18,7 +18,12 @@ def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
         assert is_fraction(figures[key]), key
     assert figures["size_ratio_int4"] == pytest.approx(figures["fp32_bytes"] / figures["int4_bytes"], rel=1e-3)
     assert figures["cpu_latency_ratio_int8"] > 0
-    assert figures["acc_int4_pruned"] is None and figures["acc_distilled"] is None  # not built: null, never faked
+    assert figures["int4_pruned_bytes"] < figures["int4_bytes"] and is_fraction(figures["acc_int4_pruned"])
+    assert figures["distilled_bytes"] < figures["fp32_bytes"] / 100  # the n-gram bag student
+    assert figures["distilled_int4_bytes"] < figures["distilled_bytes"] and is_fraction(figures["acc_distilled"])
+    best = figures["variants"][figures["best_variant"]]
+    assert figures["acc_fp32"] - best["acc"] <= 0.003  # the best variant is the smallest within 0.3 points
+    assert figures["size_ratio_best"] == pytest.approx(figures["fp32_bytes"] / best["bytes"], rel=1e-3)
 
 
 def test_kernels_benchmark_smoke_run_checks_the_kernel_and_times_nothing_without_a_gpu(tmp_path):

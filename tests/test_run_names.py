@@ -84,3 +84,11 @@ def test_run_whose_table_is_missing_fails_and_keeps_the_pipeline_name(tmp_path, 
     assert failed.info.status == "FAILED"
     assert failed.info.run_name == "quality" and failed.data.tags["frugalml.pipeline"] == "quality"
     assert "frugalml.dataset" not in failed.data.tags  # no table was loaded: no key is made up
+
+
+def test_a_distill_run_is_named_after_its_student():
+    from frugalml.run_names import model_kind
+
+    params = {"train": {"model": {"kind": "pretrained"}}, "distill": {"student": {"kind": "hybrid"}}}
+    assert model_kind(params) == "pretrained" and model_kind(params, student=True) == "hybrid"
+    assert model_kind({"train": {"model": {"kind": "pretrained"}}}, student=True) == "ngram_bag"  # the default

@@ -60,6 +60,11 @@ class CompressionError(ModelError):
     ratio out of range, a layer too small to cluster), or a compressed artifact does not match its digests."""
 
 
+class DistillationError(ModelError):
+    """A distillation cannot run as asked (no rows to learn from, a teacher of other labels), or its student loses
+    more dev accuracy against the teacher than allowed."""
+
+
 class LabelingFunctionError(FrugalMLError, ValueError):
     """A labelling function returned a value that is neither an abstain nor a class index, or is broken."""
 

@@ -48,17 +48,19 @@ def dataset_key(name: str, frame: pd.DataFrame) -> str:
     return f"{name}:{frame_digest(frame)[:12]}"
 
 
-def model_kind(params: dict[str, Any]) -> str:
-    """``params:train.model.kind`` when the parameters set one, else :data:`DEFAULT_MODEL_KIND`.
+def model_kind(params: dict[str, Any], *, student: bool = False) -> str:
+    """``params:train.model.kind`` (``student``: ``params:distill.student.kind``) when the parameters set one, else
+    :data:`DEFAULT_MODEL_KIND`.
 
     Args:
         params: All the run's parameters.
+        student: The distill stage's student rather than the trained model.
 
     Returns:
         The model kind.
     """
-    train = params.get("train") if isinstance(params, dict) else None
-    model = train.get("model") if isinstance(train, dict) else None
+    block = params.get("distill" if student else "train") if isinstance(params, dict) else None
+    model = block.get("student" if student else "model") if isinstance(block, dict) else None
     kind = model.get("kind") if isinstance(model, dict) else None
     return str(kind) if kind else DEFAULT_MODEL_KIND
 
@@ -106,8 +108,9 @@ class RunNameHook:
         """
         names = run_params.get("pipeline_name") or run_params.get("pipeline_names") or ["__default__"]
         self._pipeline = names if isinstance(names, str) else "+".join(names)
-        trains = any(MODEL_TRAINING_TAG in node.tags for node in pipeline.nodes)
-        self._kind = model_kind(self._params) if trains else None
+        trains = [node.name for node in pipeline.nodes if MODEL_TRAINING_TAG in node.tags]
+        student = bool(trains) and all(name.startswith("distill") for name in trains)  # the distill stage alone
+        self._kind = model_kind(self._params, student=student) if trains else None
         self._dataset = None
         self._applied = None
 

@@ -144,6 +144,13 @@ def test_every_codec_name_is_known():
         ({"precision": "int8", "calibration": "no_label"}, r"lacks column\(s\) \['label'\]"),
         ({"precision": "int8", "observer": "entropy"}, "unknown observer"),
         ({"precision": "int4-kmeans", "group_weights": 8}, "group_weights must be >= 16"),
+        (
+            {"precision": "int8", "prune_ffn": 1.0},
+            r"FFN pruning ratio must be in \[0, 1\) \(a share removed\), got 1.0",
+        ),
+        ({"precision": "int8", "prune_heads": -0.1}, r"head pruning ratio must be in \[0, 1\)"),
+        ({"precision": "int8", "prune_importance": "taylor"}, "unknown pruning importance 'taylor'"),
+        ({"precision": "int8", "prune_ffn": 0.2}, "the model has none to prune"),
     ],
 )
 def test_bad_requests_fail_before_any_work(bag, sets, request_, match):
@@ -275,7 +282,9 @@ class _Counting:
 @pytest.mark.parametrize(
     ("params", "match"),
     [({"precision": "int8", "compare": ["fp8"]}, "'fp8' needs a CUDA GPU"),
-     ({"precision": "int4-kmeans", "int8_share": 0.5, "compare": []}, None)],
+     ({"precision": "int4-kmeans", "int8_share": 0.5, "compare": []}, None),
+     ({"precision": "int8", "compare": [], "prune_ffn": 0.3}, "the model has none to prune"),
+     ({"precision": "int8", "compare": [], "onnx": True}, r"ONNX export covers the \['pretrained'\] kind")],
 )  # fmt: skip
 def test_the_compress_node_refuses_every_bad_variant_before_running_the_model(bag, sets, params, match):
     from frugalml.nodes.compress import compress_classifier
@@ -286,9 +295,95 @@ def test_the_compress_node_refuses_every_bad_variant_before_running_the_model(ba
             compress_classifier(counting, sets[1].drop(columns=["label"]), params, DATA)
         assert counting.calls == 0
         return
-    if fp8_available():
+    if "fp8" in params["compare"] and fp8_available():
         pytest.skip("this machine has an FP8 GPU")
     counting = _Counting(bag)
     with pytest.raises(CompressionError, match=match):
         compress_classifier(counting, sets[1], params, DATA)
     assert counting.calls == 0
+
+
+# --- structured pruning ----------------------------------------------------------------------------------------
+
+
+def test_pruning_removes_channels_and_heads_physically_and_round_trips(tmp_path, pretrained, sets):
+    _, dev, test = sets
+    compressed, report = _compress(pretrained, dev, "fp16", prune_ffn=0.25, prune_heads=0.25)
+    codes = {name: code for name, code in compressed._holder.codes.items()}
+    assert codes["encoder.layer.0.intermediate.dense.weight"].shape == [1152, 384]  # 1536 FFN channels -> 1152
+    assert codes["encoder.layer.5.output.dense.weight"].shape == [384, 1152]
+    assert codes["encoder.layer.3.attention.self.query.weight"].shape == [288, 384]  # 12 heads of 32 -> 9
+    assert codes["encoder.layer.3.attention.output.dense.weight"].shape == [384, 288]
+    assert report["encoder_parameters"] < 22_713_216 - 6 * (3 * 384 * 96 + 2 * 384 * 384)  # fewer weights stored
+    layers = report["encoder_pruning"]
+    assert len(layers) == 6 and all(0 < entry["ffn_error"] < 1 and 0 < entry["attention_error"] < 1 for entry in layers)
+    assert report["calibration"]["agreement"] >= 0.9, report["calibration"]
+    save_text_classifier(compressed, tmp_path / "m")
+    forget_loaded_encoders()
+    loaded = load_text_classifier(tmp_path / "m")
+    from frugalml.models.encoder import load_encoder
+
+    attention = load_encoder(loaded.encoder).model.encoder.layer[3].attention.self
+    assert attention.num_attention_heads == 9 and attention.query.weight.shape == (288, 384)
+    rows = test[["subject", "body"]].iloc[:30]
+    pd.testing.assert_frame_equal(predict_frame(loaded, rows), predict_frame(compressed, rows), atol=1e-5)
+
+
+def test_fluctuation_pruning_with_bias_compensation_beats_weight_norms(pretrained, sets):
+    from frugalml.models.encoder import frame_texts, load_encoder
+
+    dev = sets[1]
+    texts = frame_texts(dev.iloc[:40], ["subject", "body"])
+    encoder = load_encoder(pretrained.encoder)
+    reference = encoder.embed(texts)
+    cosines = {}
+    for importance in ("fluctuation", "l2"):
+        compressed, _ = _compress(pretrained, dev, "fp16", prune_ffn=0.2, prune_importance=importance)
+        pruned = load_encoder(compressed.encoder).embed(texts)
+        cosines[importance] = float((pruned * reference).sum(axis=1).mean())
+    assert cosines["fluctuation"] > cosines["l2"] + 0.01, cosines
+    with pytest.raises(CompressionError, match="fluctuation pruning scores channels on calibration texts"):
+        quantize(pretrained, precision="fp16", prune_ffn=0.2, load_base=load_classifier)
+    weights_only, report = quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="l1",
+                                    load_base=load_classifier)  # fmt: skip
+    assert all(entry["ffn_error"] is None for entry in report["encoder_pruning"])  # no data: nothing measured
+
+
+# --- ONNX export -----------------------------------------------------------------------------------------------
+
+
+def test_the_int8_model_exports_to_onnx_and_onnxruntime_agrees_with_torch(pretrained, sets):
+    import onnx
+
+    from frugalml.models.onnx_export import export_onnx
+    from frugalml.nodes.compress import export_compressed_onnx
+
+    dev = sets[1]
+    plain, report = export_onnx(pretrained, dev, int8=False)
+    assert report["agreement"] == 1.0 and report["max_probability_change"] < 1e-4  # the same float computation
+    compressed, quantised = _compress(pretrained, dev, "int8", max_dynamic_int8_error=0.05)
+    assert quantised["encoder_fp32_compute"]  # some layers run float32 in torch ...
+    data, report = export_onnx(compressed, dev, int8=True)
+    assert report["fp32_matmuls"] == len(quantised["encoder_fp32_compute"])  # ... and in the graph
+    # onnxruntime's INT8 differs from torch's as much as torch's INT8 differs from float32 (one row of 48 here)
+    noise = 1 - quantised["calibration"]["agreement"]
+    assert report["agreement"] >= 1 - max(noise, 1 / len(dev)) - 1e-9 and report["max_probability_change"] < 0.3
+    assert report["rows"] == len(dev) and len(data) < len(plain) / 3  # int8 MatMul weights
+    operators = {node.op_type for node in onnx.load_from_string(data).graph.node}
+    assert {"MatMulInteger", "DynamicQuantizeLinear"} <= operators, operators
+    files, metrics = export_compressed_onnx(compressed, dev, {"precision": "int8", "onnx": True})
+    assert {"model.onnx", "model.json", "tokenizer.json"} <= set(files)
+    assert json.loads(files["model.json"])["labels"] == [0, 1]
+    assert metrics["agreement"]["value"] == report["agreement"]
+    assert export_compressed_onnx(compressed, dev, {"precision": "int8"}) == ({}, {})  # off by default
+
+
+def test_onnx_export_refuses_what_it_cannot_export(bag, sets, pretrained):
+    from frugalml.models.onnx_export import export_onnx
+
+    with pytest.raises(
+        CompressionError, match=r"ONNX export covers the \['pretrained'\] kind; this model is 'ngram_bag'"
+    ):
+        export_onnx(bag, sets[1], int8=True)
+    with pytest.raises(CompressionError, match="the ONNX check needs rows"):
+        export_onnx(pretrained, sets[1].iloc[:0], int8=True)

@@ -12,7 +12,8 @@ compressed model no longer needs the 90 MB fp32 encoder. INT8 Linear layers of t
 
 The weights are quantised without data (weight-only); the calibration rows (the dev split - never test rows)
 check the result: accuracy and agreement with the uncompressed model, in the report. Static INT8 activations,
-QAT, pruning and distillation are not built yet (issue 18).
+QAT are not built yet (issue 18). ``prune_ffn`` / ``prune_heads`` remove channels and heads of the encoder
+before it is quantised (:mod:`frugalml.models.pruning`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from frugalml.models.encoder import (
     resolve_encoder_dir,
     weights_file,
 )
+from frugalml.models.pruning import PruneSpec, prune_encoder
 
 FORMAT = "frugalml.compressed/1"
 ENCODER_DIR = "encoder"
@@ -75,6 +77,11 @@ class CompressionSpec:
     max_dynamic_int8_error: float | None = None
     activation_aware: bool = True  # int4-kmeans: weight the k-means by calibration importance (encoder kinds)
     calibration_texts: int = 64
+    # structured pruning of the encoder before it is quantised (frugalml.models.pruning): shares of each layer's
+    # FFN channels and attention heads removed, and how they are scored
+    prune_ffn: float = 0.0
+    prune_heads: float = 0.0
+    prune_importance: str = "fluctuation"
 
     def __post_init__(self) -> None:
         """Validate.
@@ -91,6 +98,11 @@ class CompressionSpec:
             raise CompressionError(f"int8_share must be in [0, 1] (got {self.int8_share}) and calibration_texts >= 1")
         if self.max_dynamic_int8_error is not None and self.max_dynamic_int8_error < 0:
             raise CompressionError(f"max_dynamic_int8_error must be >= 0, got {self.max_dynamic_int8_error}")
+        self.pruning()  # validates the ratios and the importance
+
+    def pruning(self) -> PruneSpec:
+        """The structured pruning of the encoder this spec asks for."""
+        return PruneSpec(ffn=self.prune_ffn, heads=self.prune_heads, importance=self.prune_importance)
 
     def calibrated(self) -> bool:
         """Whether the encoder's compression needs its sensitivity measured on calibration texts."""
@@ -191,7 +203,8 @@ class CompressedEncoder:
             texts: Calibration texts (used when ``spec.calibrated()``).
         """
         encoder = load_encoder(source)
-        state = {name: tensor for name, tensor in encoder.model.state_dict().items()}
+        model, self.pruning = self._pruned(encoder, spec, texts, source.max_tokens)
+        state = {name: tensor for name, tensor in model.state_dict().items()}
         self.sensitivity: dict[str, Any] = {}
         overrides: dict[str, str] = {}
         weight_only: frozenset[str] = frozenset()
@@ -200,11 +213,11 @@ class CompressedEncoder:
             from frugalml.models.calibration import choose_int8, encoder_sensitivity, importance, record_inputs
 
             sample = texts[: spec.calibration_texts]
-            recorded = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=source.max_tokens)
+            recorded = record_inputs(model, encoder.tokenizer, sample, max_tokens=source.max_tokens)
             if spec.precision == "int4-kmeans" and spec.activation_aware:
-                weights = importance(encoder.model, *recorded)
+                weights = importance(model, *recorded)
             codecs = ("int4-kmeans",) if spec.precision == "int4-kmeans" else ("int8",)
-            measured = encoder_sensitivity(encoder.model, encoder.tokenizer, sample, codecs=codecs,
+            measured = encoder_sensitivity(model, encoder.tokenizer, sample, codecs=codecs,
                                            max_tokens=source.max_tokens, encode_settings=encode_settings(spec),
                                            recorded=recorded, weights=weights)  # fmt: skip
             self.sensitivity = {name: entry.as_dict() for name, entry in measured.items()}
@@ -228,6 +241,35 @@ class CompressedEncoder:
         (self.directory / COMPRESSED_WEIGHTS).write_bytes(data)
         self.source_bytes = weights_file(source_dir).stat().st_size
         self.spec = replace(source, sha256=self.sha256, path=str(self.directory))
+
+    @staticmethod
+    def _pruned(
+        encoder: Any, spec: CompressionSpec, texts: list[str] | None, max_tokens: int
+    ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+        """The encoder's model after :attr:`CompressionSpec.pruning` (a copy; the loaded encoder is shared) and
+        the per-layer pruning report; the model itself when nothing is pruned.
+
+        Raises:
+            CompressionError: Fluctuation pruning without calibration texts.
+        """
+        prune = spec.pruning()
+        if not prune.active():
+            return encoder.model, []
+        import copy
+
+        inputs = None
+        if prune.importance == "fluctuation":
+            if not texts:
+                raise CompressionError(
+                    "fluctuation pruning scores channels on calibration texts: give calibration rows (dev_labelled) "
+                    "or compress.prune_importance l1 / l2"
+                )
+            from frugalml.models.calibration import record_inputs
+
+            sample = texts[: spec.calibration_texts]
+            inputs, _ = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=max_tokens)
+        model = copy.deepcopy(encoder.model)
+        return model, prune_encoder(model, prune, inputs)
 
     def nbytes(self) -> int:
         """Bytes of the compressed weights file."""
@@ -342,6 +384,21 @@ def fp32_nbytes(model: Any) -> int:
     return own + (weights_file(resolve_encoder_dir(spec.path)).stat().st_size if spec is not None else 0)
 
 
+def check_model(model: Any, spec: CompressionSpec) -> None:
+    """Refuse what ``spec`` asks of a model that cannot give it.
+
+    Raises:
+        CompressionError: A compressed model, or structured pruning of a model without an encoder.
+    """
+    if isinstance(model, CompressedClassifier):
+        raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if spec.pruning().active() and (getattr(model, "encoder", None) is None or not spec.encoder):
+        raise CompressionError(
+            "structured pruning removes channels and heads of an encoder: the model has none to prune (the "
+            f"{getattr(model, 'kind', 'ngram_bag')} kind), or compress.encoder is off; set the pruning ratios to 0"
+        )
+
+
 def quantize(
     model: Any, *, precision: str = "int8", calibration: pd.DataFrame | None = None, per_channel: bool = True,
     label_column: str | None = None, load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
@@ -364,11 +421,10 @@ def quantize(
     Raises:
         CompressionError: On a bad precision, observer or calibration set (before any work).
     """
-    if isinstance(model, CompressedClassifier):
-        raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
     if precision not in PRECISIONS:
         check_precision(precision)
     spec = CompressionSpec(precision=precision, per_channel=per_channel, **settings)
+    check_model(model, spec)
     check_calibration(calibration, list(model.text_columns), label_column)
     started = time.perf_counter()
     codes = compress_tensors(model.tensors(), spec)
@@ -397,6 +453,9 @@ def quantize(
         "seconds": round(time.perf_counter() - started, 3),
         "tensors": _codec_counts(codes, holder.codes if holder else {}),
     }
+    if holder is not None and holder.pruning:
+        report["encoder_pruning"] = holder.pruning
+        report["encoder_parameters"] = sum(int(np.prod(c.shape)) for c in holder.codes.values())
     if holder is not None and holder.sensitivity:
         report["encoder_sensitivity"] = holder.sensitivity
         report["encoder_int8_tensors"] = sorted(n for n, c in holder.codes.items() if c.codec == "int8")

@@ -137,9 +137,10 @@ def weights_file(directory: Path) -> Path:
     return compressed if compressed.is_file() and not (directory / WEIGHTS).is_file() else directory / WEIGHTS
 
 
-def _compressed_model(directory: Path, sha256: str) -> Any:
+def _compressed_model(directory: Path, sha256: str, *, int8_layers: bool = True) -> Any:
     """A compressed encoder: the architecture from ``config.json``, the weights decoded from the compressed file
-    whose bytes were just hashed (INT8 Linear layers run as INT8; the other codecs decode to float32).
+    whose bytes were just hashed (INT8 Linear layers run as INT8 unless ``int8_layers`` is false; the other codecs
+    decode to float32).
 
     Raises:
         PretrainedModelError: When the bytes read do not match the pinned digest, or do not fit the architecture.
@@ -149,6 +150,7 @@ def _compressed_model(directory: Path, sha256: str) -> Any:
     from transformers import AutoConfig, AutoModel
 
     from frugalml.models.codecs import decode, deserialise, swap_int8_linears
+    from frugalml.models.pruning import fit_linear_shapes
 
     data = (directory / COMPRESSED_WEIGHTS).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
@@ -156,6 +158,7 @@ def _compressed_model(directory: Path, sha256: str) -> Any:
         raise PretrainedModelError(f"{directory / COMPRESSED_WEIGHTS} has sha256 {actual}, but {sha256} is pinned")
     codes = deserialise(data, source=str(directory / COMPRESSED_WEIGHTS))
     model = AutoModel.from_config(AutoConfig.from_pretrained(str(directory), local_files_only=True))
+    fit_linear_shapes(model, {name: code.shape for name, code in codes.items()})  # a pruned encoder's layers
     expected = set(model.state_dict())
     if set(codes) != expected:
         raise PretrainedModelError(
@@ -163,7 +166,8 @@ def _compressed_model(directory: Path, sha256: str) -> Any:
             f"{sorted(expected - set(codes))[:5]}, unexpected {sorted(set(codes) - expected)[:5]}"
         )
     model.load_state_dict({name: decode(code) for name, code in codes.items()}, strict=True)
-    swap_int8_linears(model, codes)
+    if int8_layers:
+        swap_int8_linears(model, codes)
     return model.eval()
 
 
@@ -233,6 +237,22 @@ class TextEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
         return out
+
+
+def float_encoder_model(spec: EncoderSpec) -> Any:
+    """The transformer of ``spec`` with float32 weights in plain Linear layers (a compressed encoder decoded, its
+    INT8 layers not swapped in): a private copy, what exports to ONNX.
+
+    Raises:
+        PretrainedModelError: As :func:`load_encoder`.
+    """
+    import copy
+
+    encoder = load_encoder(spec)  # verifies the directory and the pinned digest
+    directory = resolve_encoder_dir(spec.path)
+    if weights_file(directory).name == COMPRESSED_WEIGHTS:
+        return _compressed_model(directory, spec.sha256, int8_layers=False)
+    return copy.deepcopy(encoder.model)
 
 
 def load_encoder(spec: EncoderSpec) -> TextEncoder:

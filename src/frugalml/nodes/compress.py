@@ -23,17 +23,19 @@ from frugalml.models.compression import (  # noqa: E402
     CompressionSpec,
     agreement,
     check_calibration,
+    check_model,
     fp32_nbytes,
     latency,
     quantize,
 )
+from frugalml.models.onnx_export import check_exportable, export_onnx  # noqa: E402
 from frugalml.models.zoo import Classifier, load_classifier  # noqa: E402
 from frugalml.params import CompressParams, DataSchema, parse_params  # noqa: E402
 from frugalml.tracking import Metrics, as_metrics  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_compression", "compress_classifier", "plot_compression_frontier"]
+__all__ = ["check_compression", "compress_classifier", "export_compressed_onnx", "plot_compression_frontier"]
 
 
 def _settings(config: CompressParams) -> dict[str, Any]:
@@ -42,6 +44,7 @@ def _settings(config: CompressParams) -> dict[str, Any]:
         "min_numel": config.min_numel, "keep_int8": tuple(config.keep_int8), "encoder": config.encoder,
         "max_dynamic_int8_error": config.max_dynamic_int8_error, "int8_share": config.int8_share,
         "activation_aware": config.activation_aware, "calibration_texts": config.calibration_texts,
+        "prune_ffn": config.prune_ffn, "prune_heads": config.prune_heads, "prune_importance": config.prune_importance,
     }  # fmt: skip
 
 
@@ -78,7 +81,9 @@ def compress_classifier(
         raise CompressionError("text_classifier is compressed already; compress an uncompressed model")
     variants = [config.precision, *[p for p in dict.fromkeys(config.compare) if p != config.precision]]
     for precision in variants:  # every request checked (FP8 without a GPU, ...) before the model is run once
-        CompressionSpec(precision=precision, per_channel=config.per_channel, **_settings(config))
+        check_model(model, CompressionSpec(precision=precision, per_channel=config.per_channel, **_settings(config)))
+    if config.onnx:
+        check_exportable(model)
     check_calibration(dev, list(model.text_columns), schema.label_column)
     reference = agreement(model, model, dev, schema.label_column)
     report: dict[str, Any] = {
@@ -156,6 +161,51 @@ def check_compression(
             raise CompressionError(message)
         logger.warning(message)
     return candidate
+
+
+def export_compressed_onnx(
+    model: CompressedClassifier, dev: pd.DataFrame, params: dict[str, Any]
+) -> tuple[dict[str, bytes], Metrics]:
+    """With ``compress.onnx``: the compressed model as an ONNX folder, checked with onnxruntime on the dev rows.
+
+    Args:
+        model: ``compressed_classifier`` (the pretrained kind).
+        dev: Labelled dev rows (the check; never test rows).
+        params: ``params:compress``.
+
+    Returns:
+        The folder's files (``model.onnx``, ``model.json`` with labels, text columns, tokenisation and the
+        check's figures, the tokenizer files; nothing without ``compress.onnx``) and ``compress_onnx.*`` metrics.
+
+    Raises:
+        CompressionError: When onnxruntime's predictions agree with torch's on fewer than ``onnx_min_agreement``
+            of the dev rows.
+    """
+    import json
+
+    from frugalml.models.encoder import resolve_encoder_dir
+
+    config = parse_params(CompressParams, params, name="compress")
+    if not config.onnx:
+        return {}, {}
+    data, report = export_onnx(model, dev, int8=config.precision == "int8")
+    if report["agreement"] < config.onnx_min_agreement:
+        raise CompressionError(
+            f"the ONNX graph's predictions match the torch model's on {report['agreement']:.4f} of {report['rows']} "
+            f"dev rows, below compress.onnx_min_agreement {config.onnx_min_agreement}: not exported"
+        )
+    description = {"labels": list(model.labels), "label_names": list(model.label_names), "check": report,
+                   "text_columns": list(model.text_columns), "precision": config.precision}  # fmt: skip
+    files = {"model.onnx": data, "model.json": json.dumps(description, indent=2).encode()}
+    assert model.encoder is not None  # noqa: S101  # export_onnx refused a model without one
+    folder = resolve_encoder_dir(model.encoder.path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+        if (folder / name).is_file():
+            files[name] = (folder / name).read_bytes()
+    logger.info("ONNX export: %.1f MB, agreement %.4f with torch on %d dev rows", len(data) / 1e6,
+                report["agreement"], report["rows"])  # fmt: skip
+    figures = {key: report[key] for key in ("bytes", "agreement", "max_probability_change")}
+    return files, as_metrics(figures)
 
 
 def plot_compression_frontier(report: dict[str, Any]) -> Figure:

@@ -21,6 +21,7 @@ from frugalml.params.core import (
     validate_parameters,
 )
 from frugalml.params.data import DataSchema, TrackingParams
+from frugalml.params.distill import DistillParams
 from frugalml.params.evaluate import EvaluateParams
 from frugalml.params.ingest import IngestParams, SampleParams
 from frugalml.params.quality import DriftParams, DriftThresholds, QualityParams
@@ -47,6 +48,7 @@ __all__ = [
     "CompressParams",
     "DataIssueParams",
     "DataSchema",
+    "DistillParams",
     "DriftParams",
     "DriftThresholds",
     "EvaluateParams",

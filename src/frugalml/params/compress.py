@@ -32,9 +32,18 @@ class CompressParams(Strict):
     int8_share: float = Field(default=0.0, ge=0, le=1)  # int4-kmeans: share of encoder weights kept int8
     activation_aware: bool = True  # int4-kmeans: k-means weighted by calibration activations / token counts
     calibration_texts: int = Field(default=64, ge=1, le=4096)  # dev texts the encoder's calibration reads
+    # structured pruning of the encoder (pretrained / hybrid kinds) before quantisation: the share of each layer's
+    # FFN channels and attention heads physically removed, scored by fluctuation (calibration) or l1 / l2
+    prune_ffn: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    prune_heads: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    prune_importance: Literal["fluctuation", "l1", "l2"] = "fluctuation"
     # the gate: the compressed model may lose at most this much dev accuracy against the uncompressed one
     max_dev_accuracy_drop: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
     on_accuracy_drop: Literal["fail", "warn"] = "fail"
+    # ONNX export of the compressed model (pretrained kind): int8 precision exports int8 MatMul weights; the graph
+    # is checked with onnxruntime against torch on the dev rows and refused below this agreement
+    onnx: bool = False
+    onnx_min_agreement: float = Field(default=0.95, ge=0, le=1, allow_inf_nan=False)
     latency_batches: list[int] = Field(default_factory=lambda: [1, 256])  # CPU latency measured at these sizes
     latency_repeats: int = Field(default=3, ge=1, le=50)
 

@@ -3,9 +3,14 @@
 compressed model (``compressed.*`` datasets: test metrics, report, figures, predictions through the predictions
 gate, the useless-model check)."""
 
-from kedro.pipeline import Node, Pipeline, pipeline
+from kedro.pipeline import Node, Pipeline
 
-from frugalml.nodes.compress import check_compression, compress_classifier, plot_compression_frontier
+from frugalml.nodes.compress import (
+    check_compression,
+    compress_classifier,
+    export_compressed_onnx,
+    plot_compression_frontier,
+)
 from frugalml.pipelines.evaluate import pipeline as evaluate
 
 
@@ -35,13 +40,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs="compressed_classifier",
                 name="check_compression_node",
             ),
+            Node(
+                func=export_compressed_onnx,
+                inputs=["compressed_classifier", "dev_labelled", "params:compress"],
+                outputs=["compressed_onnx", "compression_onnx_metrics"],
+                name="export_compressed_onnx_node",
+            ),
         ]
     )
-    evaluate_compressed = pipeline(
-        evaluate.create_pipeline(),
-        namespace="compressed",
-        inputs={"text_classifier": "compressed_classifier", "test_gold": "test_gold",
-                "predictions_suite": "predictions_suite"},
-        parameters={"params:evaluate", "params:data", "params:quality"},  # the same settings as `evaluate`
-    )  # fmt: skip
+    evaluate_compressed = evaluate.evaluate_derived("compressed_classifier", namespace="compressed")
     return compress + evaluate_compressed

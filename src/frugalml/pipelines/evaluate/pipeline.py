@@ -1,7 +1,7 @@
 """evaluate: ``text_classifier`` on ``test_gold`` -> metrics, JSON report, ROC/reliability PNG, confusion matrix
 PNG, predictions (checked by the predictions suite); then the summary and the useless-model check."""
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Node, Pipeline, pipeline
 
 from frugalml.nodes.evaluate import check_useful_model, evaluate_classifier, plot_confusion_matrix
 from frugalml.pipelines.gates import quality_gate
@@ -43,4 +43,23 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="check_useful_model_node",
             ),
         ]
+    )
+
+
+def evaluate_derived(model: str, namespace: str) -> Pipeline:
+    """The evaluate nodes on another model (a compressed model, a distilled student), under ``namespace``: the same
+    test rows, suite and settings as ``evaluate``; its datasets are ``<namespace>.*`` (catalog factories).
+
+    Args:
+        model: The catalog name of the model to evaluate.
+        namespace: Prefix of its datasets and nodes.
+
+    Returns:
+        The pipeline.
+    """
+    return pipeline(
+        create_pipeline(),
+        namespace=namespace,
+        inputs={"text_classifier": model, "test_gold": "test_gold", "predictions_suite": "predictions_suite"},
+        parameters={"params:evaluate", "params:data", "params:quality"},  # the same settings as `evaluate`
     )
