@@ -19,9 +19,10 @@ tokenizer files, ~0.7 MB, are the same for every variant and not counted). Accur
 included) within 0.003 of ``acc_fp32``; ``size_ratio_best_encoder``: the same among the encoder's own variants.
 Latency: end to end from text on this machine's CPU, embedding cache bypassed, median of 3.
 
-``int4-pruned``: int4-kmeans after structured pruning (10% of each layer's FFN channels, 1 of 12 heads, physically
-removed; no fine-tuning). Not built yet: static INT8 / QAT, ONNX export (issue 18). The distillation here runs
-without DP, like the teacher.
+``onnx-int8``: the int8 model exported by ``compress.onnx`` and run by onnxruntime (int8 MatMul weights, the
+layers torch computes in float32 kept float). ``int4-pruned``: int4-kmeans after structured pruning (10% of each
+layer's FFN channels, 1 of 12 heads, physically removed; no fine-tuning). Not built yet: static INT8 / QAT
+(issue 18). The distillation here runs without DP, like the teacher.
 
     python -m benchmarks.compression [--smoke] [--no-mlflow]
 
@@ -82,6 +83,30 @@ def _distil(sets: dict[str, pd.DataFrame], teacher: Any, store: Any) -> Any:
     return run_slice("distill", inputs, ["distilled_candidate"], params)["distilled_candidate"]
 
 
+class _OnnxModel:
+    """An exported ``model.onnx`` run by onnxruntime behind ``predict_proba`` (tokenised as the model does)."""
+
+    def __init__(self, data: bytes, model: Any) -> None:
+        import onnxruntime
+
+        from frugalml.models.encoder import load_encoder
+
+        self.session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        self.spec, self.labels, self.text_columns = model.encoder, model.labels, model.text_columns
+        self.tokenizer = load_encoder(model.encoder).tokenizer
+
+    def predict_proba(self, frame: pd.DataFrame, *, batch_size: int = 64) -> np.ndarray:
+        from frugalml.models.encoder import frame_texts
+
+        texts, out = frame_texts(frame, list(self.text_columns)), []
+        for start in range(0, len(texts), batch_size):
+            part = self.tokenizer(texts[start : start + batch_size], truncation=True, padding=True,
+                                  max_length=self.spec.max_tokens, return_tensors="np")  # fmt: skip
+            feed = {name: part[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
+            out.append(self.session.run(["probabilities"], feed)[0])
+        return np.concatenate(out)
+
+
 def _saved_bytes(model: Any) -> int:
     """Bytes of the weights files of ``model`` as saved (the compressed artifact, or an fp32 model + its encoder)."""
     from frugalml.models.compression import fp32_nbytes
@@ -93,6 +118,26 @@ def _saved_bytes(model: Any) -> int:
         save_text_classifier(model, folder)
         files = [Path(folder) / "model.safetensors", *Path(folder).glob("encoder/*.safetensors")]
         return sum(f.stat().st_size for f in files)
+
+
+def _variants(reference: Any, dev: pd.DataFrame, settings: dict[str, dict[str, Any]], measure: Any) -> dict:
+    """Compress ``reference`` per ``settings`` and measure each variant (and the int8 one's ONNX export); the
+    ONNX check's figures."""
+    from frugalml.models.compression import quantize
+    from frugalml.models.embedding_store import EmbeddingStore
+    from frugalml.models.onnx_export import export_onnx
+    from frugalml.models.zoo import load_classifier
+
+    onnx_check: dict[str, Any] = {}
+    for name, setting in settings.items():
+        compressed, _ = quantize(reference, calibration=dev, label_column="label", load_base=load_classifier, **setting)
+        compressed.store = EmbeddingStore(None)  # the variants' embeddings are not cached
+        measure(name, compressed)
+        if name == "int8":  # compress.onnx: the int8 model as an ONNX graph, run by onnxruntime
+            data, check = export_onnx(compressed, dev, int8=True)
+            onnx_check = {key: check[key] for key in ("agreement", "max_probability_change", "fp32_matmuls")}
+            measure("onnx-int8", _OnnxModel(data, compressed), nbytes=len(data))
+    return onnx_check
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -115,8 +160,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = _train(sets, "pretrained", tokens, store)
     rows: dict[str, dict[str, Any]] = {}
 
-    def measure(name: str, model: Any) -> None:
-        rows[name] = {"bytes": _saved_bytes(model), "acc": _accuracy(model, test), "dev_acc": _accuracy(model, dev)}
+    def measure(name: str, model: Any, nbytes: int | None = None) -> None:
+        rows[name] = {
+            "bytes": nbytes or _saved_bytes(model),
+            "acc": _accuracy(model, test),
+            "dev_acc": _accuracy(model, dev),
+        }
         for batch in batches:
             rows[name][f"latency_b{batch}_s"] = round(latency(model, test, batch=batch, repeats=repeats), 4)
         console.print(name, rows[name])
@@ -133,10 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "int4-mixed": {"precision": "int4-kmeans", **calibrated, "int8_share": MIXED_SHARE},
         "int4-pruned": {"precision": "int4-kmeans", **calibrated, **PRUNED},
     }
-    for name, setting in settings.items():
-        compressed, _ = quantize(reference, calibration=dev, label_column="label", load_base=load_classifier, **setting)
-        compressed.store = EmbeddingStore(None)  # the variants' embeddings are not cached
-        measure(name, compressed)
+    onnx_check = _variants(reference, dev, settings, measure)
     student = _distil(sets, reference, store)
     measure("distilled", student)
     measure("distilled-int4", quantize(student, precision="int4-kmeans", load_base=load_classifier)[0])
@@ -178,6 +224,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "acc_distilled": rows["distilled"]["acc"],
         "distilled_int4_bytes": rows["distilled-int4"]["bytes"],
         "acc_distilled_int4": rows["distilled-int4"]["acc"],
+        "onnx_int8_bytes": rows["onnx-int8"]["bytes"],
+        "acc_onnx_int8": rows["onnx-int8"]["acc"],
+        "onnx_int8_dev_agreement": onnx_check["agreement"],  # onnxruntime against torch's int8 model, dev rows
+        "cpu_latency_ratio_onnx_int8": round(fp32[f"latency_b{last}_s"] / rows["onnx-int8"][f"latency_b{last}_s"], 3),
         "best_variant": best,
         "size_ratio_best": round(fp32["bytes"] / rows[best]["bytes"], 3) if best else None,
         "best_encoder_variant": best_encoder,  # the encoder compressed itself (no student)
