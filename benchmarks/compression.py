@@ -22,7 +22,9 @@ Latency: end to end from text on this machine's CPU, embedding cache bypassed, m
 ``onnx-int8``: the int8 model exported by ``compress.onnx`` and run by onnxruntime (int8 MatMul weights, the
 layers torch computes in float32 kept float). ``int4-pruned``: int4-kmeans after structured pruning (10% of each
 layer's FFN channels, 1 of 12 heads, physically removed; no fine-tuning). Not built yet: static INT8 / QAT
-(issue 18). The distillation here runs without DP, like the teacher.
+(issue 18). The distillation of the table runs without DP, like the teacher; ``dp_distillation`` repeats it with
+DP on: the DP teacher, its DP student, and the DP n-gram bag at epsilon 1 and 2 (the student's training rows
+spend 2).
 
     python -m benchmarks.compression [--smoke] [--no-mlflow]
 
@@ -67,20 +69,39 @@ def _accuracy(model: Any, frame: pd.DataFrame) -> float:
     return round(float((predicted == frame["label"].to_numpy()).mean()), 4)
 
 
-def _train(sets: dict[str, pd.DataFrame], kind: str, tokens: int | None, store: Any) -> Any:
-    params: dict[str, Any] = {"progress": False, "model": {"kind": kind}, "privacy": {"enabled": False}}
+def _train(
+    sets: dict[str, pd.DataFrame], kind: str, tokens: int | None, store: Any, privacy: dict[str, Any] | None = None
+) -> Any:
+    privacy = privacy if privacy is not None else {"enabled": False}
+    params: dict[str, Any] = {"progress": False, "model": {"kind": kind}, "privacy": privacy}
     if tokens:
         params["model"]["pretrained"] = {"max_tokens": tokens}
     inputs = {"train_set_checked": sets["train_labelled"], "dev_labelled": sets["dev_labelled"], "encoder_cache": store}
     return run_slice("train", inputs, ["text_classifier"], {"train": params})["text_classifier"]
 
 
-def _distil(sets: dict[str, pd.DataFrame], teacher: Any, store: Any) -> Any:
-    """The ``distill`` stage's student of ``teacher`` (its defaults; no DP, as the teacher)."""
+def _distil(sets: dict[str, pd.DataFrame], teacher: Any, store: Any, privacy: dict[str, Any] | None = None) -> Any:
+    """The ``distill`` stage's student of ``teacher`` (its defaults; ``privacy`` as ``train.privacy``: no DP
+    unless given)."""
     inputs = {"text_classifier": teacher, "train_set": sets["train_labelled"], "dev_labelled": sets["dev_labelled"],
               "unlabelled_pool": sets["unlabelled_pool"], "encoder_cache": store}  # fmt: skip
-    params = {"train": {"progress": False, "privacy": {"enabled": False}}}
+    params = {"train": {"progress": False, "privacy": privacy if privacy is not None else {"enabled": False}}}
     return run_slice("distill", inputs, ["distilled_candidate"], params)["distilled_candidate"]
+
+
+def _private(sets: dict[str, pd.DataFrame], tokens: int | None, store: Any) -> dict[str, Any]:
+    """Distillation with DP on (``train.privacy`` defaults, epsilon 1 per training): the DP teacher, its DP student
+    (its training rows spend 2: the teacher's 1 and the student's 1) and the DP n-gram bag trained on the labels at
+    epsilon 1 and at epsilon 2 (the student's per-row spend): test accuracies."""
+    test = sets["test_gold"]
+    teacher = _train(sets, "pretrained", tokens, store, privacy={})
+    student = _distil(sets, teacher, store, privacy={})
+    figures = {"teacher_pretrained_eps1": _accuracy(teacher, test), "student_bag_eps1_plus_1": _accuracy(student, test)}
+    for epsilon in (1, 2):
+        bag = _train(sets, "ngram_bag", tokens, store, privacy={"target_epsilon": epsilon})
+        figures[f"bag_eps{epsilon}"] = _accuracy(bag, test)
+    console.print("with DP", figures)
+    return figures
 
 
 class _OnnxModel:
@@ -186,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     student = _distil(sets, reference, store)
     measure("distilled", student)
     measure("distilled-int4", quantize(student, precision="int4-kmeans", load_base=load_classifier)[0])
+    private = _private(sets, tokens, store)
     bag = _train(sets, "ngram_bag", tokens, store)
     bag_int4, _ = quantize(bag, precision="int4-kmeans", load_base=load_classifier)
     bag_rows = {"bag_fp32": {"bytes": _saved_bytes(bag), "acc": _accuracy(bag, test)},
@@ -228,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "acc_onnx_int8": rows["onnx-int8"]["acc"],
         "onnx_int8_dev_agreement": onnx_check["agreement"],  # onnxruntime against torch's int8 model, dev rows
         "cpu_latency_ratio_onnx_int8": round(fp32[f"latency_b{last}_s"] / rows["onnx-int8"][f"latency_b{last}_s"], 3),
+        "dp_distillation": private,  # test accuracies with DP on (epsilon per training row in the names)
         "best_variant": best,
         "size_ratio_best": round(fp32["bytes"] / rows[best]["bytes"], 3) if best else None,
         "best_encoder_variant": best_encoder,  # the encoder compressed itself (no student)

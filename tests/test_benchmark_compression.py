@@ -21,6 +21,9 @@ def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
     assert figures["int4_pruned_bytes"] < figures["int4_bytes"] and is_fraction(figures["acc_int4_pruned"])
     assert figures["distilled_bytes"] < figures["fp32_bytes"] / 100  # the n-gram bag student
     assert figures["distilled_int4_bytes"] < figures["distilled_bytes"] and is_fraction(figures["acc_distilled"])
+    private = figures["dp_distillation"]
+    assert set(private) == {"teacher_pretrained_eps1", "student_bag_eps1_plus_1", "bag_eps1", "bag_eps2"}
+    assert all(is_fraction(value) for value in private.values()), private
     best = figures["variants"][figures["best_variant"]]
     assert figures["acc_fp32"] - best["acc"] <= 0.003  # the best variant is the smallest within 0.3 points
     assert figures["size_ratio_best"] == pytest.approx(figures["fp32_bytes"] / best["bytes"], rel=1e-3)
