@@ -43,6 +43,7 @@ from frugalml.governance.server import (
     start_server,
     write_auth_config,
 )
+from frugalml.governance.server.cli import registered_model_names
 from tests.helpers import REPO, SMALL, make_project
 
 pytestmark = pytest.mark.slow
@@ -273,6 +274,21 @@ def test_cli_provisions_from_governance_yml_and_env(server, provisioned, monkeyp
     for user, password in PASSWORDS.items():
         monkeypatch.setenv(f"FRUGALML_PASSWORD_{user.upper()}", password)
     assert main(["--project", str(REPO), "provision", "--uri", server.uri]) == 0
+    # every model the catalog registers (trained, compressed, distilled) gets each user's role permission, so an
+    # approver may act on a distilled model as on the trained one
+    models = registered_model_names(REPO)
+    assert {"frugalml-text-classifier", "frugalml-compressed-classifier", "frugalml-distilled-classifier"} <= set(
+        models
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
+        from mlflow.server import get_app_client
+
+        auth = get_app_client("basic-auth", tracking_uri=server.uri)
+        granted = {(u, m): auth.get_user_permission(u, "registered_model", m).permission
+                   for u in PASSWORDS for m in models}  # fmt: skip
+    assert granted == {(u, m): {"alice": "EDIT", "bob": "READ", "carol": "READ"}[u] for u in PASSWORDS for m in models}
     monkeypatch.setenv(ADMIN_PASSWORD_ENV, "wrong-" + ADMIN_PASSWORD)
     assert main(["--project", str(REPO), "provision", "--uri", server.uri]) == 2
 

@@ -55,6 +55,35 @@ def governance_of_record(project: Path) -> GovernanceConfig:
     return load_governance_file(path)
 
 
+def registered_model_names(project: Path) -> list[str]:
+    """Every ``registered_model_name`` of the project's ``conf/base`` catalog (the trained, compressed and
+    distilled classifiers, and any a project adds), so each user gets their roles' permission on each.
+
+    Args:
+        project: The project root.
+
+    Returns:
+        The names, sorted; ``frugalml-text-classifier`` when the catalog names none.
+    """
+    import yaml
+
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "registered_model_name" and isinstance(value, str):
+                    names.add(value)
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for path in sorted((project / "conf" / "base").glob("catalog*.yml")):
+        walk(yaml.safe_load(path.read_text()))
+    return sorted(names) or ["frugalml-text-classifier"]
+
+
 def _provision_from_env(uri: str, project: Path) -> dict[str, Any]:
     governance = governance_of_record(project)
     return provision(
@@ -62,6 +91,7 @@ def _provision_from_env(uri: str, project: Path) -> dict[str, Any]:
         governance,
         admin_password=admin_password_from_env(),
         passwords=passwords_from_env(governance.users),
+        registered_models=registered_model_names(project),
     )
 
 
