@@ -117,6 +117,18 @@ def test_bad_distill_parameters_are_named(distill, match):
         validate_parameters({"distill": distill})
 
 
+def test_messy_pool_rows_are_labelled_not_dropped(sets):
+    """Missing or empty text, odd types and a label column full of NaN in the pool: every row is labelled."""
+    pool = sets["pool"].iloc[:6].copy()
+    pool["body"] = pool["body"].astype(object)
+    pool.iloc[0, pool.columns.get_loc("body")] = None
+    pool.iloc[1, pool.columns.get_loc("subject")] = ""
+    pool.iloc[2, pool.columns.get_loc("body")] = 12345
+    pool["label"] = np.nan
+    rows = distillation_set(sets["teacher"], sets["train"], pool, {"rows": ["pool"]}, DATA)
+    assert len(rows) == 6 and np.allclose(rows[PROBS].to_numpy().sum(axis=1), 1)
+
+
 def test_bad_inputs_are_named_before_the_teacher_runs(sets):
     teacher, train, pool = sets["teacher"], sets["train"], sets["pool"]
     with pytest.raises(SchemaError, match=r"pool rows lack the text column\(s\) \['body'\]"):
