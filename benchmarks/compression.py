@@ -8,6 +8,8 @@ compress the same trained model, so the privacy setting does not enter the compa
 Linear layers run as dynamic INT8); ``int4-kmeans`` (16-centroid codebooks per ~4,096 weights, packed indices);
 ``int4-mixed`` (int4-kmeans with the most sensitive 20% of the encoder's weights kept at int8, the
 sensitivity measured on dev rows); ``int8-all-dynamic`` (every int8 Linear runs INT8, no calibration);
+``int8-static`` (int8 with static activations: each INT8 Linear's input range fixed on the dev calibration texts
+by ``compress.activation_observer``);
 ``distilled`` (the ``distill`` stage's defaults: an n-gram bag student trained on the teacher's probabilities at
 temperature 2, mixed half and half with each training row's own label; the defaults were picked on the dev split)
 and ``distilled-int4`` (that student through int4-kmeans). Also the n-gram bag trained on the labels alone in
@@ -21,10 +23,9 @@ Latency: end to end from text on this machine's CPU, embedding cache bypassed, m
 
 ``onnx-int8``: the int8 model exported by ``compress.onnx`` and run by onnxruntime (int8 MatMul weights, the
 layers torch computes in float32 kept float). ``int4-pruned``: int4-kmeans after structured pruning (10% of each
-layer's FFN channels, 1 of 12 heads, physically removed; no fine-tuning). Not built yet: static INT8 / QAT
-(issue 18). The distillation of the table runs without DP, like the teacher; ``dp_distillation`` repeats it with
-DP on: the DP teacher, its DP student, and the DP n-gram bag at epsilon 1 and 2 (the student's training rows
-spend 2).
+layer's FFN channels, 1 of 12 heads, physically removed; no fine-tuning). Not built yet: QAT (issue 18). The
+distillation of the table runs without DP, like the teacher; ``dp_distillation`` repeats it with DP on: the DP
+teacher, its DP student, and the DP n-gram bag at epsilon 1 and 2 (the student's training rows spend 2).
 
     python -m benchmarks.compression [--smoke] [--no-mlflow]
 
@@ -199,6 +200,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "fp16": {"precision": "fp16"},
         "int8": {"precision": "int8", **calibrated},
         "int8-all-dynamic": {"precision": "int8", **calibrated, "max_dynamic_int8_error": None},
+        "int8-static": {
+            "precision": "int8",
+            **calibrated,
+            "activations": "static",
+            "activation_observer": stage.activation_observer,
+        },
         "int4-kmeans": {"precision": "int4-kmeans", **calibrated},
         "int4-mixed": {"precision": "int4-kmeans", **calibrated, "int8_share": MIXED_SHARE},
         "int4-pruned": {"precision": "int4-kmeans", **calibrated, **PRUNED},
@@ -235,6 +242,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "acc_int8_all_dynamic": rows["int8-all-dynamic"]["acc"],
         "cpu_latency_ratio_int8_all_dynamic": round(
             fp32[f"latency_b{batches[-1]}_s"] / rows["int8-all-dynamic"][f"latency_b{batches[-1]}_s"], 3
+        ),
+        "acc_int8_static": rows["int8-static"]["acc"],
+        "cpu_latency_ratio_int8_static": round(
+            fp32[f"latency_b{last}_s"] / rows["int8-static"][f"latency_b{last}_s"], 3
         ),
         "acc_fp32": fp32["acc"],
         "acc_fp16": rows["fp16"]["acc"],

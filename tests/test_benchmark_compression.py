@@ -14,10 +14,11 @@ def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
     assert figures["fp32_bytes"] > 90_000_000  # the encoder classifier: MiniLM's fp32 weights and the head
     assert figures["fp32_bytes"] > figures["fp16_bytes"] > figures["int8_bytes"] > figures["int4_bytes"]
     assert figures["int4_mixed_bytes"] > figures["int4_bytes"]  # some tensors kept at int8
-    for key in ("acc_fp32", "acc_fp16", "acc_int8", "acc_int4", "acc_int4_mixed"):
+    for key in ("acc_fp32", "acc_fp16", "acc_int8", "acc_int8_static", "acc_int4", "acc_int4_mixed"):
         assert is_fraction(figures[key]), key
     assert figures["size_ratio_int4"] == pytest.approx(figures["fp32_bytes"] / figures["int4_bytes"], rel=1e-3)
-    assert figures["cpu_latency_ratio_int8"] > 0
+    assert figures["cpu_latency_ratio_int8"] > 0 and figures["cpu_latency_ratio_int8_static"] > 0
+    assert figures["variants"]["int8-static"]["bytes"] == pytest.approx(figures["int8_bytes"], rel=1e-3)  # int8 weights
     assert figures["int4_pruned_bytes"] < figures["int4_bytes"] and is_fraction(figures["acc_int4_pruned"])
     assert figures["distilled_bytes"] < figures["fp32_bytes"] / 100  # the n-gram bag student
     assert figures["distilled_int4_bytes"] < figures["distilled_bytes"] and is_fraction(figures["acc_distilled"])

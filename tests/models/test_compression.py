@@ -3,6 +3,7 @@ with the pinned MiniLM encoder compressed into the artifact), the saved artifact
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -11,7 +12,18 @@ import pytest
 import torch
 
 from frugalml.errors import CompressionError, ModelArtifactError, PretrainedModelError
-from frugalml.models.codecs import CODECS, decode, deserialise, encode, fp8_available, serialise, unpack
+from frugalml.models.codecs import (
+    CODECS,
+    StaticInt8Linear,
+    decode,
+    deserialise,
+    encode,
+    fp8_available,
+    observe_range,
+    serialise,
+    static_input_meta,
+    unpack,
+)
 from frugalml.models.compression import CompressedClassifier, latency, load_compressed_encoder_codes, quantize
 from frugalml.models.embedding_store import EmbeddingStore
 from frugalml.models.encoder import COMPRESSED_WEIGHTS, forget_loaded_encoders
@@ -127,6 +139,45 @@ def test_bad_codec_requests_are_named(call, match):
         call()
 
 
+def test_activation_observers_cover_zero_and_clip_outliers_as_named():
+    values = torch.cat([torch.linspace(-1.0, 3.0, 100_000), torch.tensor([40.0])])  # one outlier
+    lo, hi = observe_range(values, "minmax")
+    assert (lo, hi) == (-1.0, 40.0)
+    p_lo, p_hi = observe_range(values, "percentile")
+    assert -1.0 <= p_lo < -0.99 and 2.99 < p_hi < 3.01  # the outlier is clipped
+    m_lo, m_hi = observe_range(values, "mse")
+    assert 3.0 <= m_hi < 40.0 and m_lo <= 0  # a shrink of the min-max range, not the whole of it
+    assert observe_range(torch.full((50,), 2.0), "minmax")[0] == 0.0  # the range always holds 0
+    with pytest.raises(CompressionError, match="unknown observer 'max'"):
+        observe_range(values, "max")
+    with pytest.raises(CompressionError, match="needs finite activations"):
+        observe_range(torch.tensor([1.0, float("nan")]), "minmax")
+    with pytest.raises(CompressionError, match="needs finite activations"):
+        observe_range(torch.empty(0), "mse")
+
+
+def test_a_static_int8_linear_computes_with_its_calibrated_range():
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(96, 64, generator=generator) * 0.1, torch.randn(96, generator=generator)
+    calibration = torch.randn(512, 64, generator=generator)
+    code = encode(weight, "int8", name="w")
+    code.meta.update(static_input_meta(calibration, "minmax"))
+    layer = StaticInt8Linear(code, bias)
+    x = torch.randn(7, 5, 64, generator=generator) * 0.8  # inside the calibrated range
+    exact = x @ weight.T + bias
+    y = layer(x)
+    assert y.shape == (7, 5, 96) and y.dtype == torch.float32
+    assert float((y - exact).norm() / exact.norm()) < 0.02
+    # the same quantised numbers multiplied in float32 (the path without oneDNN) agree with the integer kernel
+    fallback = StaticInt8Linear(code, bias)
+    fallback._integer = False
+    assert torch.allclose(fallback(x), y, atol=1e-3)
+    assert torch.equal(copy.deepcopy(layer)(x), y)  # a copy re-packs its weight (oneDNN's is not copyable)
+    # inputs far outside the calibrated range saturate (the range is fixed, not measured per batch)
+    huge = torch.full((1, 64), 1000.0)
+    assert float((layer(huge) - (huge @ weight.T + bias)).norm() / (huge @ weight.T + bias).norm()) > 0.5
+
+
 def test_every_codec_name_is_known():
     assert set(CODECS) == {"raw", "fp32", "fp16", "bf16", "fp8", "int8", "int4-kmeans"}
 
@@ -151,6 +202,10 @@ def test_every_codec_name_is_known():
         ({"precision": "int8", "prune_heads": -0.1}, r"head pruning ratio must be in \[0, 1\)"),
         ({"precision": "int8", "prune_importance": "taylor"}, "unknown pruning importance 'taylor'"),
         ({"precision": "int8", "prune_ffn": 0.2}, "the model has none to prune"),
+        ({"precision": "int8", "activations": "fixed"}, "unknown activations 'fixed'"),
+        ({"precision": "int8", "activations": "static", "activation_observer": "max"}, "unknown activation_observer"),
+        ({"precision": "int4-kmeans", "activations": "static"}, "static INT8 activations need precision int8"),
+        ({"precision": "int8", "activations": "static"}, "static INT8 activations apply to an encoder's Linear"),
     ],
 )
 def test_bad_requests_fail_before_any_work(bag, sets, request_, match):
@@ -240,6 +295,33 @@ def test_the_pretrained_kind_carries_a_compressed_encoder_that_runs_int8(tmp_pat
     codes = load_compressed_encoder_codes(folder / "encoder")
     assert codes["embeddings.word_embeddings.weight"].codec == "int8"
     assert latency(loaded, rows, batch=4, repeats=1) > 0
+
+
+def test_static_int8_activations_are_calibrated_on_dev_and_round_trip(tmp_path, pretrained, sets):
+    _, dev, test = sets
+    with pytest.raises(CompressionError, match="static INT8 activations fix each layer's input range"):
+        quantize(pretrained, precision="int8", activations="static", load_base=load_classifier)
+    compressed, report = _compress(pretrained, dev, "int8", activations="static", activation_observer="minmax",
+                                   max_dynamic_int8_error=0.05)  # fmt: skip
+    static, fp32 = set(report["encoder_static_int8"]), set(report["encoder_fp32_compute"])
+    assert len(static) + len(fp32) == 36 and len(static) >= 25, report["encoder_sensitivity"]  # 6 x 6 Linears
+    assert report["calibration"]["agreement"] >= 0.95, report["calibration"]
+    for name in static:
+        quantiser = report["encoder_sensitivity"][name]["input_quantiser"]
+        assert quantiser["input_observer"] == "minmax" and quantiser["input_scale"] > 0
+        assert report["encoder_sensitivity"][name]["dynamic_int8_error"] <= 0.05
+    save_text_classifier(compressed, tmp_path / "m")
+    forget_loaded_encoders()
+    loaded = load_text_classifier(tmp_path / "m")
+    from frugalml.models.encoder import load_encoder
+
+    modules = dict(load_encoder(loaded.encoder).model.named_modules())
+    assert {f"{n}.weight" for n, m in modules.items() if isinstance(m, StaticInt8Linear)} == static
+    codes = load_compressed_encoder_codes(tmp_path / "m" / "encoder")
+    name = sorted(static)[0]
+    assert codes[name].meta["input_scale"] == report["encoder_sensitivity"][name]["input_quantiser"]["input_scale"]
+    rows = test[["subject", "body"]].iloc[:30]
+    pd.testing.assert_frame_equal(predict_frame(loaded, rows), predict_frame(compressed, rows), atol=1e-5)
 
 
 def test_a_tampered_compressed_encoder_is_refused(tmp_path, pretrained, sets):

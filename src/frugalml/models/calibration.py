@@ -6,11 +6,14 @@ layer, sampled with a fixed seed) and how often each token id occurs. Then, per 
 pass through the model:
 
 - a Linear weight W: ``||X Wq^T - X W^T|| / ||X W^T||`` (weight-only), and for int8 also the error of the real
-  dynamically quantised INT8 layer (activations quantised per batch, as it runs);
+  INT8 layer as it runs: dynamic (activations quantised per batch) or static (activations quantised with a range
+  fixed from these inputs by an observer; that range is what the compressed layer keeps);
 - the token-embedding table E: ``sqrt(sum_t n_t ||Eq[t] - E[t]||^2 / sum_t n_t ||E[t]||^2)`` (n_t: the id's count).
 
 These relative errors rank the tensors for mixed precision (``int8_share``) and decide which INT8 layers run
-INT8 and which decode to fp32 because their activations quantise badly (``max_dynamic_int8_error``).
+INT8 and which decode to fp32 because their activations quantise badly (``max_dynamic_int8_error``). The static
+ranges are fitted and checked on the same calibration rows, so their error is an in-sample figure; the stage's
+dev-accuracy gate checks the whole model afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 import torch
 
-from frugalml.models.codecs import decode, encode, int8_linear
+from frugalml.models.codecs import StaticInt8Linear, decode, encode, int8_linear, static_input_meta
 
 
 @dataclass
@@ -30,16 +33,20 @@ class TensorSensitivity:
     name: str
     numel: int
     error: dict[str, float] = field(default_factory=dict)
-    dynamic_int8_error: float | None = None
+    dynamic_int8_error: float | None = None  # the INT8 layer as it runs (dynamic or static activations)
+    input_meta: dict[str, Any] = field(default_factory=dict)  # static: the calibrated input quantiser
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         dynamic = None if self.dynamic_int8_error is None else round(self.dynamic_int8_error, 6)
-        return {
+        out: dict[str, Any] = {
             "numel": self.numel,
             "error": {k: round(v, 6) for k, v in self.error.items()},
             "dynamic_int8_error": dynamic,
         }
+        if self.input_meta:
+            out["input_quantiser"] = dict(self.input_meta)
+        return out
 
 
 def _relative(approx: torch.Tensor, exact: torch.Tensor) -> float:
@@ -117,7 +124,7 @@ def encoder_sensitivity(
     model: torch.nn.Module, tokenizer: Any, texts: list[str], *, codecs: tuple[str, ...], max_tokens: int,
     encode_settings: dict[str, Any], max_rows: int = 2048,
     recorded: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None,
-    weights: dict[str, torch.Tensor] | None = None,
+    weights: dict[str, torch.Tensor] | None = None, activations: str = "dynamic", activation_observer: str = "minmax",
 ) -> dict[str, TensorSensitivity]:  # fmt: skip
     """Relative output error of every Linear weight and of the token-embedding table under each of ``codecs``.
 
@@ -131,6 +138,9 @@ def encoder_sensitivity(
         max_rows: Token rows kept per layer.
         recorded: :func:`record_inputs`' result, when already measured.
         weights: :func:`importance`, for ``int4-kmeans`` (activation-aware centroids).
+        activations: How the INT8 layers quantise their inputs: ``dynamic`` (per batch) or ``static`` (a range
+            fitted on the recorded inputs by ``activation_observer``, kept in each entry's ``input_meta``).
+        activation_observer: ``minmax`` | ``percentile`` | ``mse`` (:func:`~frugalml.models.codecs.observe_range`).
 
     Returns:
         Weight tensor name (as in ``model.state_dict()``) -> its sensitivity.
@@ -150,8 +160,13 @@ def encoder_sensitivity(
             entry.error[codec] = _relative(x @ decode(code).T, exact)
             if codec == "int8" and code.meta.get("rows_per_group", 1) == 1:
                 bias = layer.bias.detach().float() if layer.bias is not None else None
-                dynamic = int8_linear(code, bias)(x)
-                entry.dynamic_int8_error = _relative(dynamic - (bias if bias is not None else 0), exact)
+                if activations == "static":
+                    entry.input_meta = static_input_meta(x, activation_observer)
+                    code.meta.update(entry.input_meta)
+                    running = StaticInt8Linear(code, bias)(x)
+                else:
+                    running = int8_linear(code, bias)(x)
+                entry.dynamic_int8_error = _relative(running - (bias if bias is not None else 0), exact)
         out[entry.name] = entry
     table_name = next((n for n, m in modules.items() if isinstance(m, torch.nn.Embedding)
                        and m.weight.shape[0] == counts.numel()), None)  # fmt: skip

@@ -26,6 +26,7 @@ from frugalml.errors import CompressionError
 PRECISIONS = ("fp16", "bf16", "fp8", "int8", "int4-kmeans")
 CODECS = ("raw", "fp32", *PRECISIONS)  # raw: a non-float tensor (ids, counters), stored as is
 OBSERVERS = ("minmax", "percentile", "mse")
+ACTIVATIONS = ("dynamic", "static")  # how an encoder's INT8 Linear layers quantise their inputs
 CENTROIDS = 16
 _PERCENTILE = 0.9999
 
@@ -363,20 +364,164 @@ def int8_linear(code: Encoded, bias: torch.Tensor | None) -> torch.nn.Module:
     return layer
 
 
-def swap_int8_linears(module: torch.nn.Module, codes: dict[str, Encoded], prefix: str = "") -> int:
-    """Replace, in place, every ``nn.Linear`` of ``module`` whose weight was stored int8 by :func:`int8_linear`.
+def observe_range(
+    values: torch.Tensor, observer: str, *, max_values: int = 1 << 20, seed: int = 0
+) -> tuple[float, float]:
+    """The range [lo, hi] (always holding 0) that a static INT8 activation quantiser maps onto 0..255.
 
-    Returns:
-        How many layers were replaced.
+    Args:
+        values: Calibration activations of one layer (any shape).
+        observer: ``minmax`` (the extremes seen), ``percentile`` (the 0.01th and 99.99th percentiles, clipping
+            outliers) or ``mse`` (the shrink of the min-max range, among 20, with the least squared error).
+        max_values: ``percentile`` / ``mse`` read a fixed-seed sample of at most this many values.
+        seed: The sample's seed.
+
+    Raises:
+        CompressionError: On an unknown observer, or no finite values.
     """
+    if observer not in OBSERVERS:
+        raise CompressionError(f"unknown observer {observer!r}; choose one of {list(OBSERVERS)}")
+    flat = values.detach().reshape(-1).float()
+    if flat.numel() == 0 or not torch.isfinite(flat).all():
+        raise CompressionError("static INT8 calibration needs finite activations; the calibration pass gave none")
+    lo, hi = float(flat.min().clamp(max=0)), float(flat.max().clamp(min=0))
+    if observer == "minmax" or hi - lo <= 0:
+        return lo, max(hi, lo + 1e-8)
+    if flat.numel() > max_values:
+        flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(seed))[:max_values]]
+    if observer == "percentile":
+        ordered = flat.sort().values
+        low = ordered[int((1 - _PERCENTILE) * (ordered.numel() - 1))]
+        high = ordered[int(round(_PERCENTILE * (ordered.numel() - 1)))]
+        return float(low.clamp(max=0)), max(float(high.clamp(min=0)), float(low.clamp(max=0)) + 1e-8)
+    best, choice = None, (lo, hi)
+    for fraction in torch.linspace(0.3, 1.0, 20).tolist():
+        low, high = lo * fraction, hi * fraction
+        scale, zero = _affine(low, high)
+        error = float(((torch.clamp(torch.round(flat / scale) + zero, 0, 255) - zero) * scale - flat).pow(2).sum())
+        if best is None or error < best:
+            best, choice = error, (low, high)
+    return choice
+
+
+def _affine(lo: float, hi: float) -> tuple[float, int]:
+    """uint8 affine scale and zero point of the range [lo, hi] (lo <= 0 <= hi)."""
+    scale = max((hi - lo) / 255.0, 1e-12)
+    return scale, int(min(255, max(0, round(-lo / scale))))
+
+
+def static_input_meta(values: torch.Tensor, observer: str) -> dict[str, Any]:
+    """The settings of a static INT8 Linear's input quantiser, as stored in its weight's codec meta."""
+    lo, hi = observe_range(values, observer)
+    scale, zero = _affine(lo, hi)
+    return {"input_scale": scale, "input_zero_point": zero, "input_observer": observer}
+
+
+class StaticInt8Linear(torch.nn.Module):
+    """An INT8 Linear with static activation quantisation: the input is mapped to uint8 with a scale and zero
+    point fixed at calibration (no per-batch range pass), multiplied with the per-channel int8 weight in integer
+    arithmetic (oneDNN, x86), and the int32 sums rescaled to float32. Where oneDNN's quantised Linear is
+    missing, the same quantised numbers are multiplied in float32."""
+
+    def __init__(self, code: Encoded, bias: torch.Tensor | None) -> None:
+        """Build from an int8 weight whose meta has the input quantiser (:func:`static_input_meta`)."""
+        super().__init__()
+        self.out_features, self.in_features = (int(n) for n in code.shape)
+        self.x_scale, self.x_zero = float(code.meta["input_scale"]), int(code.meta["input_zero_point"])
+        self.register_buffer("q", code.parts["q"].contiguous())
+        self.register_buffer("w_scale", code.parts["scale"].float().contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self._packed: torch.Tensor | None = None  # oneDNN's packed weight, made at the first call
+        self._integer = True  # whether oneDNN's quantised Linear runs here (false after it failed once)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The state without the packed weight (an opaque tensor that cannot be copied; it is re-made)."""
+        return {**self.__dict__, "_packed": None}
+
+    def _integer_linear(self, codes: torch.Tensor) -> torch.Tensor | None:
+        """oneDNN's integer Linear on the uint8 codes, or ``None`` where this build or CPU has none."""
+        if not self._integer:
+            return None
+        try:
+            if self._packed is None:
+                self._packed = torch.ops.onednn.qlinear_prepack(self.q, None)
+            zeros = torch.zeros(self.out_features, dtype=torch.int64)
+            linear = torch.ops.onednn.qlinear_pointwise
+            return linear(codes, self.x_scale, self.x_zero, self._packed, self.w_scale, zeros, self.bias, 1.0, 0,
+                          torch.float32, "none", [], "")  # fmt: skip
+        except (RuntimeError, AttributeError, NotImplementedError):  # no oneDNN quantised kernels here
+            self._integer, self._packed = False, None
+            return None
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x -> uint8 codes with the calibrated scale and zero point (values outside the range saturate)."""
+        return torch.quantize_per_tensor(x.float(), self.x_scale, self.x_zero, torch.quint8).int_repr()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in) -> (..., out) float32."""
+        lead = x.shape[:-1]
+        codes = self.quantize_input(x.reshape(-1, self.in_features))
+        q, w_scale, bias = self.q, self.w_scale, self.bias
+        assert isinstance(q, torch.Tensor) and isinstance(w_scale, torch.Tensor)  # noqa: S101  # buffers
+        y = self._integer_linear(codes)
+        if y is None:
+            dequantised = (codes.float() - self.x_zero) * self.x_scale
+            y = dequantised @ (q.float() * w_scale[:, None]).T
+            if isinstance(bias, torch.Tensor):
+                y = y + bias
+        return y.reshape(*lead, self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        """Sizes and the input quantiser."""
+        return f"in={self.in_features}, out={self.out_features}, x_scale={self.x_scale:.4g}, x_zero={self.x_zero}"
+
+
+def _swap_linears(module: torch.nn.Module, codes: dict[str, Encoded], build: Any, prefix: str = "") -> int:
+    """Replace, in place, every ``nn.Linear`` for which ``build(layer, code of its weight)`` gives a module."""
     swapped = 0
     for child_name, child in list(module.named_children()):
         name = f"{prefix}{child_name}"
         code = codes.get(f"{name}.weight")
-        if (isinstance(child, torch.nn.Linear) and code is not None and code.codec == "int8"
-                and code.meta.get("rows_per_group", 1) == 1 and code.meta.get("dynamic", True)):  # fmt: skip
-            setattr(module, child_name, int8_linear(code, child.bias))
+        replacement = build(child, code) if isinstance(child, torch.nn.Linear) and code is not None else None
+        if replacement is not None:
+            setattr(module, child_name, replacement)
             swapped += 1
         else:
-            swapped += swap_int8_linears(child, codes, prefix=f"{name}.")
+            swapped += _swap_linears(child, codes, build, prefix=f"{name}.")
     return swapped
+
+
+def swap_int8_linears(module: torch.nn.Module, codes: dict[str, Encoded]) -> int:
+    """Replace, in place, every ``nn.Linear`` of ``module`` whose weight was stored int8 by an INT8 layer:
+    :class:`StaticInt8Linear` when its codec meta holds a calibrated input quantiser, else :func:`int8_linear`
+    (dynamic). Weights marked ``dynamic: false`` by calibration stay decoded.
+
+    Returns:
+        How many layers were replaced.
+    """
+
+    def build(layer: torch.nn.Linear, code: Encoded) -> torch.nn.Module | None:
+        if code.codec != "int8" or code.meta.get("rows_per_group", 1) != 1 or not code.meta.get("dynamic", True):
+            return None
+        return StaticInt8Linear(code, layer.bias) if "input_scale" in code.meta else int8_linear(code, layer.bias)
+
+    return _swap_linears(module, codes, build)
+
+
+def swap_lut_linears(module: torch.nn.Module, codes: dict[str, Encoded]) -> int:
+    """Replace, in place, every ``nn.Linear`` of ``module`` whose 2-D weight was stored ``int4-kmeans`` by a
+    :class:`~frugalml.kernels.lut.LutLinear`, which computes from the packed indices and codebooks through the
+    Triton LUT kernel (on a GPU, or under ``TRITON_INTERPRET=1``) and keeps the weight at 4.1 bits in memory.
+
+    Returns:
+        How many layers were replaced.
+    """
+    from frugalml.kernels.lut import LutLinear
+
+    def build(layer: torch.nn.Linear, code: Encoded) -> torch.nn.Module | None:
+        if code.codec != "int4-kmeans" or len(code.shape) != 2:
+            return None
+        shape = (int(code.shape[0]), int(code.shape[1]))
+        return LutLinear(code.parts["idx"], code.parts["codebook"], int(code.meta["rows_per_group"]), shape, layer.bias)
+
+    return _swap_linears(module, codes, build)

@@ -11,9 +11,10 @@ compressed model no longer needs the 90 MB fp32 encoder. INT8 Linear layers of t
 (dynamic activation quantisation, x86/fbgemm); the other codecs are decoded to float32 at load.
 
 The weights are quantised without data (weight-only); the calibration rows (the dev split - never test rows)
-check the result: accuracy and agreement with the uncompressed model, in the report. Static INT8 activations,
-QAT are not built yet (issue 18). ``prune_ffn`` / ``prune_heads`` remove channels and heads of the encoder
-before it is quantised (:mod:`frugalml.models.pruning`).
+check the result: accuracy and agreement with the uncompressed model, in the report. ``activations: static``
+(precision ``int8``, encoder kinds) also fixes each INT8 Linear's input range on the calibration texts (observer
+``activation_observer``) instead of measuring it per batch. QAT is not built (issue 18). ``prune_ffn`` /
+``prune_heads`` remove channels and heads of the encoder before it is quantised (:mod:`frugalml.models.pruning`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 
 from frugalml.errors import CompressionError
 from frugalml.models.codecs import (
+    ACTIVATIONS,
     OBSERVERS,
     PRECISIONS,
     Encoded,
@@ -48,6 +50,7 @@ from frugalml.models.encoder import (
     EncoderSpec,
     frame_texts,
     load_encoder,
+    replace_model,
     resolve_encoder_dir,
     weights_file,
 )
@@ -55,6 +58,10 @@ from frugalml.models.pruning import PruneSpec, prune_encoder
 
 FORMAT = "frugalml.compressed/1"
 ENCODER_DIR = "encoder"
+_STATIC_NEEDS_CALIBRATION = (
+    "static INT8 activations fix each layer's input range on calibration texts: give calibration rows "
+    "(dev_labelled) or set compress.activations: dynamic"
+)
 _TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
@@ -77,6 +84,10 @@ class CompressionSpec:
     max_dynamic_int8_error: float | None = None
     activation_aware: bool = True  # int4-kmeans: weight the k-means by calibration importance (encoder kinds)
     calibration_texts: int = 64
+    # how the encoder's INT8 Linear layers quantise their inputs (precision int8): dynamic (per batch) | static
+    # (a range fixed on the calibration texts by activation_observer)
+    activations: str = "dynamic"
+    activation_observer: str = "minmax"
     # structured pruning of the encoder before it is quantised (frugalml.models.pruning): shares of each layer's
     # FFN channels and attention heads removed, and how they are scored
     prune_ffn: float = 0.0
@@ -98,6 +109,17 @@ class CompressionSpec:
             raise CompressionError(f"int8_share must be in [0, 1] (got {self.int8_share}) and calibration_texts >= 1")
         if self.max_dynamic_int8_error is not None and self.max_dynamic_int8_error < 0:
             raise CompressionError(f"max_dynamic_int8_error must be >= 0, got {self.max_dynamic_int8_error}")
+        if self.activations not in ACTIVATIONS:
+            raise CompressionError(f"unknown activations {self.activations!r}; choose one of {list(ACTIVATIONS)}")
+        if self.activation_observer not in OBSERVERS:
+            raise CompressionError(
+                f"unknown activation_observer {self.activation_observer!r}; choose one of {list(OBSERVERS)}"
+            )
+        if self.activations == "static" and self.precision != "int8":
+            raise CompressionError(
+                f"static INT8 activations need precision int8, not {self.precision!r} (only int8 Linear layers "
+                "quantise their inputs); set compress.activations: dynamic"
+            )
         self.pruning()  # validates the ratios and the importance
 
     def pruning(self) -> PruneSpec:
@@ -107,7 +129,11 @@ class CompressionSpec:
     def calibrated(self) -> bool:
         """Whether the encoder's compression needs its sensitivity measured on calibration texts."""
         return (self.precision == "int4-kmeans" and (self.int8_share > 0 or self.activation_aware)) or (
-            self.precision == "int8" and self.max_dynamic_int8_error is not None)  # fmt: skip
+            self.precision == "int8" and (self.max_dynamic_int8_error is not None or self.static()))  # fmt: skip
+
+    def static(self) -> bool:
+        """Whether the encoder's INT8 layers get calibrated (static) input ranges."""
+        return self.activations == "static"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -202,10 +228,13 @@ class CompressedEncoder:
             spec: How to compress.
             texts: Calibration texts (used when ``spec.calibrated()``).
         """
+        if spec.static() and not texts:
+            raise CompressionError(_STATIC_NEEDS_CALIBRATION)
         encoder = load_encoder(source)
         model, self.pruning = self._pruned(encoder, spec, texts, source.max_tokens)
         state = {name: tensor for name, tensor in model.state_dict().items()}
         self.sensitivity: dict[str, Any] = {}
+        measured: dict[str, Any] = {}
         overrides: dict[str, str] = {}
         weight_only: frozenset[str] = frozenset()
         weights: dict[str, torch.Tensor] = {}
@@ -213,13 +242,16 @@ class CompressedEncoder:
             from frugalml.models.calibration import choose_int8, encoder_sensitivity, importance, record_inputs
 
             sample = texts[: spec.calibration_texts]
-            recorded = record_inputs(model, encoder.tokenizer, sample, max_tokens=source.max_tokens)
+            # a static range is fitted on every recorded token row (a sample would miss the extremes)
+            recorded = record_inputs(model, encoder.tokenizer, sample, max_tokens=source.max_tokens,
+                                     max_rows=1 << 14 if spec.static() else 2048)  # fmt: skip
             if spec.precision == "int4-kmeans" and spec.activation_aware:
                 weights = importance(model, *recorded)
             codecs = ("int4-kmeans",) if spec.precision == "int4-kmeans" else ("int8",)
             measured = encoder_sensitivity(model, encoder.tokenizer, sample, codecs=codecs,
                                            max_tokens=source.max_tokens, encode_settings=encode_settings(spec),
-                                           recorded=recorded, weights=weights)  # fmt: skip
+                                           recorded=recorded, weights=weights, activations=spec.activations,
+                                           activation_observer=spec.activation_observer)  # fmt: skip
             self.sensitivity = {name: entry.as_dict() for name, entry in measured.items()}
             if spec.precision == "int4-kmeans":
                 total = sum(t.numel() for t in state.values() if t.is_floating_point() and t.dim() >= 2)
@@ -230,6 +262,11 @@ class CompressedEncoder:
                                         if e.dynamic_int8_error is not None and limit is not None
                                         and e.dynamic_int8_error > limit)  # fmt: skip
         self.codes = compress_tensors(state, spec, overrides=overrides, weight_only=weight_only, importance=weights)
+        if spec.static():
+            for name, code in self.codes.items():
+                entry = measured.get(name)
+                if entry is not None and entry.input_meta and code.codec == "int8" and name not in weight_only:
+                    code.meta.update(entry.input_meta)
         data = serialise(self.codes)
         self.sha256 = hashlib.sha256(data).hexdigest()
         self._tmp = tempfile.TemporaryDirectory(prefix="frugalml-encoder-")
@@ -252,10 +289,14 @@ class CompressedEncoder:
         Raises:
             CompressionError: Fluctuation pruning without calibration texts.
         """
+        import copy
+
         prune = spec.pruning()
+        if encoder.device.type != "cpu":  # compression and calibration run on the CPU, from a copy
+            cpu = copy.deepcopy(encoder.model).cpu()
+            encoder = replace_model(encoder, cpu)
         if not prune.active():
             return encoder.model, []
-        import copy
 
         inputs = None
         if prune.importance == "fluctuation":
@@ -268,7 +309,7 @@ class CompressedEncoder:
 
             sample = texts[: spec.calibration_texts]
             inputs, _ = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=max_tokens)
-        model = copy.deepcopy(encoder.model)
+        model = copy.deepcopy(encoder.model) if encoder.device.type == "cpu" else encoder.model
         return model, prune_encoder(model, prune, inputs)
 
     def nbytes(self) -> int:
@@ -392,6 +433,12 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if spec.static() and (getattr(model, "encoder", None) is None or not spec.encoder):
+        raise CompressionError(
+            "static INT8 activations apply to an encoder's Linear layers: the model has none (the "
+            f"{getattr(model, 'kind', 'ngram_bag')} kind's int8 weights are decoded to float32), or compress.encoder "
+            "is off; set compress.activations: dynamic"
+        )
     if spec.pruning().active() and (getattr(model, "encoder", None) is None or not spec.encoder):
         raise CompressionError(
             "structured pruning removes channels and heads of an encoder: the model has none to prune (the "
@@ -426,6 +473,8 @@ def quantize(
     spec = CompressionSpec(precision=precision, per_channel=per_channel, **settings)
     check_model(model, spec)
     check_calibration(calibration, list(model.text_columns), label_column)
+    if spec.static() and calibration is None:
+        raise CompressionError(_STATIC_NEEDS_CALIBRATION)
     started = time.perf_counter()
     codes = compress_tensors(model.tensors(), spec)
     base_meta = model.metadata()
@@ -460,6 +509,7 @@ def quantize(
         report["encoder_sensitivity"] = holder.sensitivity
         report["encoder_int8_tensors"] = sorted(n for n, c in holder.codes.items() if c.codec == "int8")
         report["encoder_fp32_compute"] = sorted(n for n, c in holder.codes.items() if c.meta.get("dynamic") is False)
+        report["encoder_static_int8"] = sorted(n for n, c in holder.codes.items() if "input_scale" in c.meta)
     report["size_ratio"] = round(report["fp32_bytes"] / max(report["bytes"], 1), 3)
     if calibration is not None:
         report["calibration"] = agreement(model, compressed, calibration, label_column)

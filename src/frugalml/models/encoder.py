@@ -137,10 +137,28 @@ def weights_file(directory: Path) -> Path:
     return compressed if compressed.is_file() and not (directory / WEIGHTS).is_file() else directory / WEIGHTS
 
 
-def _compressed_model(directory: Path, sha256: str, *, int8_layers: bool = True) -> Any:
+def encoder_device() -> torch.device:
+    """Where encoders embed: ``FRUGALML_ENCODER_DEVICE`` = ``auto`` (the default: a CUDA GPU when there is one,
+    else the CPU), ``cpu`` or ``cuda``.
+
+    Raises:
+        PretrainedModelError: On another value, or ``cuda`` without a CUDA device.
+    """
+    name = os.environ.get("FRUGALML_ENCODER_DEVICE", "auto").strip().lower()
+    if name not in ("auto", "cpu", "cuda"):
+        raise PretrainedModelError(f"FRUGALML_ENCODER_DEVICE must be auto, cpu or cuda, not {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PretrainedModelError("FRUGALML_ENCODER_DEVICE is 'cuda' but no CUDA device is available")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _compressed_model(directory: Path, sha256: str, *, int8_layers: bool = True, lut_layers: bool = False) -> Any:
     """A compressed encoder: the architecture from ``config.json``, the weights decoded from the compressed file
-    whose bytes were just hashed (INT8 Linear layers run as INT8 unless ``int8_layers`` is false; the other codecs
-    decode to float32).
+    whose bytes were just hashed (INT8 Linear layers run as INT8 unless ``int8_layers`` is false; int4-kmeans Linear
+    layers compute through the LUT kernel from their packed form when ``lut_layers``; the other codecs decode to
+    float32).
 
     Raises:
         PretrainedModelError: When the bytes read do not match the pinned digest, or do not fit the architecture.
@@ -149,7 +167,7 @@ def _compressed_model(directory: Path, sha256: str, *, int8_layers: bool = True)
 
     from transformers import AutoConfig, AutoModel
 
-    from frugalml.models.codecs import decode, deserialise, swap_int8_linears
+    from frugalml.models.codecs import decode, deserialise, swap_int8_linears, swap_lut_linears
     from frugalml.models.pruning import fit_linear_shapes
 
     data = (directory / COMPRESSED_WEIGHTS).read_bytes()
@@ -168,6 +186,8 @@ def _compressed_model(directory: Path, sha256: str, *, int8_layers: bool = True)
     model.load_state_dict({name: decode(code) for name, code in codes.items()}, strict=True)
     if int8_layers:
         swap_int8_linears(model, codes)
+    if lut_layers:
+        swap_lut_linears(model, codes)
     return model.eval()
 
 
@@ -196,17 +216,24 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        device = encoder_device()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
             if weights_file(directory).name == COMPRESSED_WEIGHTS:
-                self.model = _compressed_model(directory, spec.sha256)
+                from frugalml.kernels.lut import kernel_available
+
+                # INT8 layers run on the CPU (x86 kernels); on a GPU (or under TRITON_INTERPRET=1) int4-kmeans
+                # layers compute through the LUT kernel from their packed 4-bit form
+                self.model = _compressed_model(directory, spec.sha256, int8_layers=device.type == "cpu",
+                                               lut_layers=kernel_available(device))  # fmt: skip
             else:
                 self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval()
+            self.model.to(device)
         except (OSError, ValueError, KeyError) as error:
             raise PretrainedModelError(f"transformers cannot load the encoder in {directory}: {error}") from error
         for parameter in self.model.parameters():
             parameter.requires_grad_(False)
-        self.spec, self.directory = spec, directory
+        self.spec, self.directory, self.device = spec, directory, device
         self.dim = int(self.model.config.hidden_size)
         _check_tokens(spec, self.model.config)
 
@@ -228,14 +255,14 @@ class TextEncoder:
         starts = range(0, len(texts), size)
         for start in tqdm(starts, desc="embed", unit="batch", disable=not progress or len(starts) < 2):
             batch = self.tokenizer(texts[start : start + size], truncation=True, max_length=self.spec.max_tokens,
-                                   padding=True, return_tensors="pt")  # fmt: skip
+                                   padding=True, return_tensors="pt").to(self.device)  # fmt: skip
             hidden = self.model(**batch).last_hidden_state  # (n, T, H)
             if self.spec.pooling == "cls":
                 pooled = hidden[:, 0]
             else:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (n, T, 1)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+            out[start : start + len(pooled)] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
         return out
 
 
@@ -252,7 +279,7 @@ def float_encoder_model(spec: EncoderSpec) -> Any:
     directory = resolve_encoder_dir(spec.path)
     if weights_file(directory).name == COMPRESSED_WEIGHTS:
         return _compressed_model(directory, spec.sha256, int8_layers=False)
-    return copy.deepcopy(encoder.model)
+    return copy.deepcopy(encoder.model).cpu()
 
 
 def load_encoder(spec: EncoderSpec) -> TextEncoder:
@@ -281,6 +308,15 @@ def forget_loaded_encoders() -> None:
     with _LOCK:
         _LOADED.clear()
         _VERIFIED.clear()
+
+
+def replace_model(encoder: TextEncoder, model: Any) -> TextEncoder:
+    """The same tokenizer and spec with ``model`` (on the CPU) in place of the loaded transformer: a private copy
+    to calibrate, prune or export without touching the shared encoder."""
+    clone = object.__new__(TextEncoder)
+    clone.__dict__.update(encoder.__dict__)
+    clone.model, clone.device = model, torch.device("cpu")
+    return clone
 
 
 def _respec(encoder: TextEncoder, spec: EncoderSpec) -> TextEncoder:

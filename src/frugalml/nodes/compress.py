@@ -38,8 +38,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["check_compression", "compress_classifier", "export_compressed_onnx", "plot_compression_frontier"]
 
 
-def _settings(config: CompressParams) -> dict[str, Any]:
+def _settings(config: CompressParams, precision: str) -> dict[str, Any]:
+    """The CompressionSpec fields of ``config`` for one variant (static activations apply to int8 only)."""
     return {
+        "activations": config.activations if precision == "int8" else "dynamic",
+        "activation_observer": config.activation_observer,
         "observer": config.observer, "group_weights": config.group_weights, "iterations": config.iterations,
         "min_numel": config.min_numel, "keep_int8": tuple(config.keep_int8), "encoder": config.encoder,
         "max_dynamic_int8_error": config.max_dynamic_int8_error, "int8_share": config.int8_share,
@@ -81,7 +84,9 @@ def compress_classifier(
         raise CompressionError("text_classifier is compressed already; compress an uncompressed model")
     variants = [config.precision, *[p for p in dict.fromkeys(config.compare) if p != config.precision]]
     for precision in variants:  # every request checked (FP8 without a GPU, ...) before the model is run once
-        check_model(model, CompressionSpec(precision=precision, per_channel=config.per_channel, **_settings(config)))
+        check_model(
+            model, CompressionSpec(precision=precision, per_channel=config.per_channel, **_settings(config, precision))
+        )
     if config.onnx:
         check_exportable(model)
     check_calibration(dev, list(model.text_columns), schema.label_column)
@@ -102,7 +107,7 @@ def compress_classifier(
         logger.info("compress: %s", precision)
         compressed, figures = quantize(
             model, precision=precision, calibration=dev, per_channel=config.per_channel,
-            label_column=schema.label_column, load_base=load_classifier, **_settings(config),
+            label_column=schema.label_column, load_base=load_classifier, **_settings(config, precision),
         )  # fmt: skip
         calibration = figures.pop("calibration")
         report["variants"][precision] = {

@@ -29,6 +29,10 @@ class CompressParams(Strict):
     # calibrated on dev texts (encoder kinds): int8 Linear layers whose dynamic-INT8 output error exceeds this run
     # weight-only (decoded to fp32); null: every int8 Linear runs INT8
     max_dynamic_int8_error: float | None = Field(default=0.05, ge=0, allow_inf_nan=False)
+    # how the encoder's INT8 Linear layers quantise their inputs (precision int8): dynamic (a range per batch) |
+    # static (a range fixed per layer on the calibration texts by activation_observer)
+    activations: Literal["dynamic", "static"] = "dynamic"
+    activation_observer: Literal["minmax", "percentile", "mse"] = "minmax"
     int8_share: float = Field(default=0.0, ge=0, le=1)  # int4-kmeans: share of encoder weights kept int8
     activation_aware: bool = True  # int4-kmeans: k-means weighted by calibration activations / token counts
     calibration_texts: int = Field(default=64, ge=1, le=4096)  # dev texts the encoder's calibration reads
