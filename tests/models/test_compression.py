@@ -169,13 +169,28 @@ def test_a_static_int8_linear_computes_with_its_calibrated_range():
     assert y.shape == (7, 5, 96) and y.dtype == torch.float32
     assert float((y - exact).norm() / exact.norm()) < 0.02
     # the same quantised numbers multiplied in float32 (the path without oneDNN) agree with the integer kernel
+    if "onednn" in torch.backends.quantized.supported_engines:  # x86 builds, this project's CPU torch included
+        assert layer.integer, "oneDNN's quantised Linear is there but the probe says it does not run"
     fallback = StaticInt8Linear(code, bias)
-    fallback._integer = False
+    fallback.integer = False
     assert torch.allclose(fallback(x), y, atol=1e-3)
     assert torch.equal(copy.deepcopy(layer)(x), y)  # a copy re-packs its weight (oneDNN's is not copyable)
     # inputs far outside the calibrated range saturate (the range is fixed, not measured per batch)
     huge = torch.full((1, 64), 1000.0)
     assert float((layer(huge) - (huge @ weight.T + bias)).norm() / (huge @ weight.T + bias).norm()) > 0.5
+
+
+@pytest.mark.parametrize(
+    "quantiser",
+    [{"input_scale": 0.0, "input_zero_point": 0}, {"input_scale": -0.1, "input_zero_point": 10},
+     {"input_scale": float("nan"), "input_zero_point": 10}, {"input_scale": 0.1, "input_zero_point": 300},
+     {"input_scale": "0.1", "input_zero_point": 10}, {"input_scale": 0.1}],
+)  # fmt: skip
+def test_a_hand_made_input_quantiser_is_refused_by_name(quantiser):
+    code = encode(torch.randn(16, 64), "int8", name="w")
+    code.meta.update(quantiser)
+    with pytest.raises(CompressionError, match="static INT8 layer needs a positive finite input_scale"):
+        StaticInt8Linear(code, None)
 
 
 def test_every_codec_name_is_known():

@@ -16,6 +16,9 @@ weight. Every codec stores plain tensors (safetensors, no pickles) and decodes t
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -417,41 +420,53 @@ def static_input_meta(values: torch.Tensor, observer: str) -> dict[str, Any]:
     return {"input_scale": scale, "input_zero_point": zero, "input_observer": observer}
 
 
+@functools.cache
+def onednn_int8_available() -> bool:
+    """Whether oneDNN's quantised Linear (uint8 inputs, int8 weights, float32 out) runs on this torch build and
+    CPU: probed once, on a 16 x 16 layer."""
+    try:
+        packed = torch.ops.onednn.qlinear_prepack(torch.ones(16, 16, dtype=torch.int8), None)
+        torch.ops.onednn.qlinear_pointwise(torch.zeros(1, 16, dtype=torch.uint8), 1.0, 0, packed, torch.ones(16),
+                                           torch.zeros(16, dtype=torch.int64), None, 1.0, 0, torch.float32, "none",
+                                           [], "")  # fmt: skip
+    except (RuntimeError, AttributeError, NotImplementedError):  # the op is missing, or has no kernel here
+        return False
+    return True
+
+
 class StaticInt8Linear(torch.nn.Module):
     """An INT8 Linear with static activation quantisation: the input is mapped to uint8 with a scale and zero
     point fixed at calibration (no per-batch range pass), multiplied with the per-channel int8 weight in integer
-    arithmetic (oneDNN, x86), and the int32 sums rescaled to float32. Where oneDNN's quantised Linear is
-    missing, the same quantised numbers are multiplied in float32."""
+    arithmetic (oneDNN, x86), and the int32 sums rescaled to float32. Where :func:`onednn_int8_available` is
+    false, the same quantised numbers are multiplied in float32."""
 
     def __init__(self, code: Encoded, bias: torch.Tensor | None) -> None:
-        """Build from an int8 weight whose meta has the input quantiser (:func:`static_input_meta`)."""
+        """Build from an int8 weight whose meta has the input quantiser (:func:`static_input_meta`).
+
+        Raises:
+            CompressionError: When the stored input quantiser is not a positive finite scale and a zero point in
+                0..255 (a hand-made or damaged file).
+        """
         super().__init__()
         self.out_features, self.in_features = (int(n) for n in code.shape)
-        self.x_scale, self.x_zero = float(code.meta["input_scale"]), int(code.meta["input_zero_point"])
+        scale, zero = code.meta.get("input_scale"), code.meta.get("input_zero_point")
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0
+                and isinstance(zero, int) and 0 <= zero <= 255):  # fmt: skip
+            raise CompressionError(
+                f"a static INT8 layer needs a positive finite input_scale and an input_zero_point in 0..255, got "
+                f"{scale!r} and {zero!r}: the compressed weights file was not written by frugalml's calibration"
+            )
+        self.x_scale, self.x_zero = float(scale), zero
         self.register_buffer("q", code.parts["q"].contiguous())
         self.register_buffer("w_scale", code.parts["scale"].float().contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
+        self.integer = onednn_int8_available()
         self._packed: torch.Tensor | None = None  # oneDNN's packed weight, made at the first call
-        self._integer = True  # whether oneDNN's quantised Linear runs here (false after it failed once)
+        self._zeros = torch.zeros(self.out_features, dtype=torch.int64)  # the int8 weights' zero points
 
     def __getstate__(self) -> dict[str, Any]:
         """The state without the packed weight (an opaque tensor that cannot be copied; it is re-made)."""
         return {**self.__dict__, "_packed": None}
-
-    def _integer_linear(self, codes: torch.Tensor) -> torch.Tensor | None:
-        """oneDNN's integer Linear on the uint8 codes, or ``None`` where this build or CPU has none."""
-        if not self._integer:
-            return None
-        try:
-            if self._packed is None:
-                self._packed = torch.ops.onednn.qlinear_prepack(self.q, None)
-            zeros = torch.zeros(self.out_features, dtype=torch.int64)
-            linear = torch.ops.onednn.qlinear_pointwise
-            return linear(codes, self.x_scale, self.x_zero, self._packed, self.w_scale, zeros, self.bias, 1.0, 0,
-                          torch.float32, "none", [], "")  # fmt: skip
-        except (RuntimeError, AttributeError, NotImplementedError):  # no oneDNN quantised kernels here
-            self._integer, self._packed = False, None
-            return None
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """x -> uint8 codes with the calibrated scale and zero point (values outside the range saturate)."""
@@ -463,10 +478,14 @@ class StaticInt8Linear(torch.nn.Module):
         codes = self.quantize_input(x.reshape(-1, self.in_features))
         q, w_scale, bias = self.q, self.w_scale, self.bias
         assert isinstance(q, torch.Tensor) and isinstance(w_scale, torch.Tensor)  # noqa: S101  # buffers
-        y = self._integer_linear(codes)
-        if y is None:
-            dequantised = (codes.float() - self.x_zero) * self.x_scale
-            y = dequantised @ (q.float() * w_scale[:, None]).T
+        if self.integer:
+            if self._packed is None:
+                self._packed = torch.ops.onednn.qlinear_prepack(q, None)
+            linear = torch.ops.onednn.qlinear_pointwise
+            y = linear(codes, self.x_scale, self.x_zero, self._packed, w_scale, self._zeros, bias, 1.0, 0,
+                       torch.float32, "none", [], "")  # fmt: skip
+        else:
+            y = ((codes.float() - self.x_zero) * self.x_scale) @ (q.float() * w_scale[:, None]).T
             if isinstance(bias, torch.Tensor):
                 y = y + bias
         return y.reshape(*lead, self.out_features).to(x.dtype)
@@ -476,7 +495,10 @@ class StaticInt8Linear(torch.nn.Module):
         return f"in={self.in_features}, out={self.out_features}, x_scale={self.x_scale:.4g}, x_zero={self.x_zero}"
 
 
-def _swap_linears(module: torch.nn.Module, codes: dict[str, Encoded], build: Any, prefix: str = "") -> int:
+def _swap_linears(
+    module: torch.nn.Module, codes: dict[str, Encoded],
+    build: Callable[[torch.nn.Linear, Encoded], torch.nn.Module | None], prefix: str = "",
+) -> int:  # fmt: skip
     """Replace, in place, every ``nn.Linear`` for which ``build(layer, code of its weight)`` gives a module."""
     swapped = 0
     for child_name, child in list(module.named_children()):
