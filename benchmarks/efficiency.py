@@ -9,8 +9,8 @@ kind's figure (test rows never choose), and the best private recipe over all kin
 ``embed_emails_per_s_cpu``: e-mails per second through the encoder on this machine's CPU (fresh embeddings, 256
 e-mails at the default 128 tokens; the model load is not counted).
 
-Not built yet, reported as null: adapter and full fine-tuning, multi-task heads, the from-scratch transformer
-with sliding-window attention, checkpointing and the GPU figures (issue 17 lists them).
+Reported as null: adapter and full fine-tuning (built, not measured here yet), multi-task heads, the from-scratch
+transformer with sliding-window attention, checkpointing and the GPU figures (issue 17 lists them).
 
     python -m benchmarks.efficiency [--smoke] [--no-mlflow]
 

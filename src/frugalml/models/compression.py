@@ -433,6 +433,12 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if getattr(model, "fine_tuning", "frozen") != "frozen":
+        raise CompressionError(
+            f"compressing a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: the "
+            "compress stage compresses the pinned encoder directory, not weights trained in this run; compress a "
+            "frozen-encoder or n-gram model, or set compress.enabled: false"
+        )
     if spec.static() and (getattr(model, "encoder", None) is None or not spec.encoder):
         raise CompressionError(
             "static INT8 activations apply to an encoder's Linear layers: the model has none (the "

@@ -36,17 +36,25 @@ FORMAT = "frugalml.feature_head/1"
 
 @dataclass
 class RowInputs:
-    """A model's inputs for a set of rows: bag weights (CSR), dense embeddings, or both."""
+    """A model's inputs for a set of rows: bag weights (CSR), dense embeddings, both, or token ids and masks."""
 
     csr: sp.csr_matrix | None = None
     dense: np.ndarray | None = None
+    tokens: np.ndarray | None = None  # (N, T) int64 token ids (fine-tuned encoders), padded
+    mask: np.ndarray | None = None  # (N, T) attention mask of ``tokens``
 
     def __len__(self) -> int:
-        source = self.csr if self.csr is not None else self.dense
+        source = next((s for s in (self.csr, self.dense, self.tokens) if s is not None), None)
         return 0 if source is None else int(source.shape[0])
 
     def take(self, rows: np.ndarray | slice, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        """The module's positional inputs for ``rows``: bag tensors first, then the embeddings."""
+        """The module's positional inputs for ``rows``: bag tensors first, then the embeddings; or token ids and
+        mask, cut to the longest text among ``rows``."""
+        if self.tokens is not None and self.mask is not None:
+            mask = self.mask[rows]
+            width = max(int(mask.sum(axis=1).max()) if len(mask) else 1, 1)
+            return (torch.from_numpy(np.ascontiguousarray(self.tokens[rows][:, :width])).to(device),
+                    torch.from_numpy(np.ascontiguousarray(mask[:, :width])).to(device))  # fmt: skip
         parts: tuple[torch.Tensor, ...] = ()
         if self.csr is not None:
             parts += csr_to_bags(self.csr[rows], device)
@@ -57,6 +65,16 @@ class RowInputs:
     def all(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
         """Every row's inputs."""
         return self.take(slice(None), device)
+
+
+def batched_probabilities(module: nn.Module, inputs: RowInputs, batch_size: int, classes: int) -> np.ndarray:
+    """(N, C) softmax of ``module`` on ``inputs``, ``batch_size`` rows at a time, in eval mode on its device."""
+    module.eval()
+    device = next(module.parameters()).device
+    with torch.no_grad():
+        out = [torch.softmax(module(*inputs.take(slice(start, start + batch_size), device)).float(), dim=-1)
+               .cpu().numpy() for start in range(0, len(inputs), batch_size)]  # fmt: skip
+    return np.concatenate(out) if out else np.zeros((0, classes), dtype=np.float32)
 
 
 class FeatureHeadClassifier(nn.Module):
@@ -146,12 +164,7 @@ class EncoderTextClassifier:
     @torch.no_grad()
     def predict_proba(self, frame: pd.DataFrame, *, batch_size: int = 1024) -> np.ndarray:
         """(N, C) class probabilities; column k is the probability of ``labels[k]``."""
-        self.module.eval()
-        device = next(self.module.parameters()).device
-        inputs = self.inputs(frame)
-        out = [torch.softmax(self.module(*inputs.take(slice(start, start + batch_size), device)).float(), dim=-1)
-               .cpu().numpy() for start in range(0, len(inputs), batch_size)]  # fmt: skip
-        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+        return batched_probabilities(self.module, self.inputs(frame), batch_size, len(self.labels))
 
     def to_cpu(self) -> EncoderTextClassifier:
         """Move the head to CPU (in place) and return self."""

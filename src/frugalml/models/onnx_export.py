@@ -26,30 +26,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from frugalml.errors import CompressionError
 from frugalml.models.encoder import float_encoder_model, frame_texts, load_encoder
+from frugalml.models.fine_tune import EncoderClassifier
 
 OPSET = 17
 SUPPORTED_KINDS = ("pretrained",)
 
 
-class _Graph(nn.Module):
+class _Graph(EncoderClassifier):
     """Token ids -> encoder -> pooling -> L2 norm -> head -> softmax."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, pooling: str) -> None:
-        super().__init__()
-        self.encoder, self.head, self.pooling = encoder, head, pooling
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (N, T, H)
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return torch.softmax(self.head(nn.functional.normalize(pooled, dim=-1)), dim=-1)
+        return torch.softmax(super().forward(input_ids, attention_mask), dim=-1)
 
 
 def _scope(module_name: str) -> str:
@@ -86,6 +76,11 @@ def check_exportable(model: Any) -> None:
         CompressionError: Naming the kind.
     """
     kind = getattr(model, "kind", "ngram_bag")
+    if getattr(model, "fine_tuning", "frozen") != "frozen":
+        raise CompressionError(
+            f"ONNX export of a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: "
+            "turn compress.onnx off for it"
+        )
     if kind not in SUPPORTED_KINDS or getattr(model, "encoder", None) is None:
         raise CompressionError(
             f"ONNX export covers the {list(SUPPORTED_KINDS)} kind; this model is {kind!r} (its hashed n-gram "

@@ -9,9 +9,10 @@ or DP-SGD with ghost clipping, early stopping on dev). Adding a model is one mod
 
 plus its loader in :data:`MODEL_FORMATS` (the ``format`` its ``metadata()`` writes).
 
-Built in: ``ngram_bag`` (hashed n-grams, EmbeddingBag -> linear head), ``pretrained`` (a frozen, digest-checked
-encoder's pooled embedding -> head; only the head sees private gradients) and ``hybrid`` (both into one head).
-Not built yet (issue 17): a from-scratch ``transformer``, adapter and full fine-tuning of the encoder.
+Built in: ``ngram_bag`` (hashed n-grams, EmbeddingBag -> linear head), ``pretrained`` (a digest-checked
+encoder's pooled embedding -> head: ``fine_tuning`` frozen, where only the head sees private gradients, adapters
+(LoRA or bottleneck) or full; :mod:`frugalml.models.fine_tune`) and ``hybrid`` (the bag and the frozen encoder into
+one head). Not built yet (issue 17): a from-scratch ``transformer``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
 from frugalml.models.encoder import EncoderSpec
 from frugalml.models.feature_head import FORMAT as FEATURE_HEAD_FORMAT
 from frugalml.models.feature_head import EncoderTextClassifier, FeatureHeadClassifier, RowInputs
+from frugalml.models.fine_tune import FORMAT as FINE_TUNED_FORMAT
+from frugalml.models.fine_tune import AdapterSpec, FineTuneConfig, FineTunedTextClassifier, build_module
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, fit_idf, tfidf_weights
 from frugalml.registry import Registry
@@ -79,6 +82,7 @@ MODEL_KINDS: Registry[BuildFunction] = Registry("model kind", key="train.model.k
 MODEL_FORMATS: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], Any]] = {
     "frugalml.ngram_bag/1": TextClassifier.from_parts,
     FEATURE_HEAD_FORMAT: EncoderTextClassifier.from_parts,
+    FINE_TUNED_FORMAT: FineTunedTextClassifier.from_parts,
 }
 
 
@@ -165,9 +169,33 @@ def _build_feature_head(request: BuildRequest, *, with_bag: bool) -> Built:
     return Built(classifier, module, train_inputs, classifier.inputs(request.dev, progress=config.progress))
 
 
+def _build_fine_tuned(request: BuildRequest) -> Built:
+    """The encoder (a private copy, adapters added or every weight trainable) and the head, on token ids."""
+    config = request.config
+    pretrained = config.model.pretrained
+    spec = encoder_spec(config)
+    adapter = None
+    if pretrained.fine_tuning == "adapters":
+        adapter = AdapterSpec(type=pretrained.adapter.type, r=pretrained.adapter.r, alpha=pretrained.adapter.alpha,
+                              dropout=pretrained.adapter.dropout,
+                              target_modules=tuple(pretrained.adapter.targets()))  # fmt: skip
+    from frugalml.models.encoder import load_encoder
+
+    model_config: dict[str, Any] = {"num_classes": len(request.labels), "encoder_dim": load_encoder(spec).dim,
+                                    "hidden_dim": config.model.hidden_dim, "dropout": config.model.dropout}  # fmt: skip
+    tuning = FineTuneConfig(pretrained.fine_tuning, adapter, model_config)
+    module = build_module(spec, tuning).to(request.device)
+    classifier = FineTunedTextClassifier(module, base_encoder=spec, config=tuning, text_columns=request.text_columns,
+                                         labels=request.labels, label_names=request.label_names)  # fmt: skip
+    return Built(classifier, module, classifier.inputs(request.train), classifier.inputs(request.dev))
+
+
 @MODEL_KINDS.register("pretrained")
 def build_pretrained(request: BuildRequest) -> Built:
-    """A frozen pretrained encoder's pooled, normalised embedding -> LayerNorm -> linear (or MLP) head."""
+    """A pretrained encoder's pooled, normalised embedding -> LayerNorm -> linear (or MLP) head: the encoder frozen
+    (cached features), with trained adapters, or fully fine-tuned (``train.model.pretrained.fine_tuning``)."""
+    if request.config.model.pretrained.fine_tuned():
+        return _build_fine_tuned(request)
     return _build_feature_head(request, with_bag=False)
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "check_training_rows",
     "encode_labels",
     "max_training_rows",
+    "physical_batch_size",
     "record_training_set",
     "resolve_device",
     "soft_targets",
@@ -131,12 +132,17 @@ def soft_targets(frame: pd.DataFrame, schema: DataSchema, y: np.ndarray) -> np.n
     return targets
 
 
-def _dev_loss(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], y: torch.Tensor, ctx: Any) -> tuple:
-    module.eval()
-    with torch.no_grad(), ctx:
-        logits = module(*inputs).float()
-    loss = torch.nn.functional.cross_entropy(logits, y).item()
-    accuracy = (logits.argmax(dim=1) == y).float().mean().item()
+def _dev_loss(run: _Setup) -> tuple[float, float]:
+    """Dev loss and accuracy (in chunks of ``run.chunk`` rows when the model re-runs an encoder)."""
+    run.module.eval()
+    size = run.chunk or max(len(run.dev_inputs), 1)
+    logits = []
+    with torch.no_grad(), run.ctx:
+        for start in range(0, len(run.dev_inputs), size):
+            logits.append(run.module(*run.dev_inputs.take(slice(start, start + size), run.device)).float())
+    joined = torch.cat(logits)
+    loss = torch.nn.functional.cross_entropy(joined, run.y_dev).item()
+    accuracy = (joined.argmax(dim=1) == run.y_dev).float().mean().item()
     return loss, accuracy
 
 
@@ -148,11 +154,12 @@ class _Setup:
     module: torch.nn.Module
     train_inputs: RowInputs
     y_train: torch.Tensor
-    dev_inputs: tuple[torch.Tensor, ...]
+    dev_inputs: RowInputs
     y_dev: torch.Tensor
     optimizer: torch.optim.Optimizer
     ctx: Any
     device: torch.device
+    chunk: int | None = None  # rows per forward pass (gradient accumulation); None: a batch at once
 
 
 def _setup(
@@ -175,11 +182,31 @@ def _setup(
     check_dp_compatible(built.module)
     y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
     targets = soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
-    trainable = [p for p in built.module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(_parameter_groups(built.module, config), lr=config.lr,
+                                  weight_decay=config.weight_decay)  # fmt: skip
     return _Setup(built.classifier, built.module, built.train_inputs, torch.from_numpy(targets).to(device),
-                  built.dev_inputs.all(device), y_dev, optimizer, autocast_context(config.precision, device),
-                  device)  # fmt: skip
+                  built.dev_inputs, y_dev, optimizer, autocast_context(config.precision, device), device,
+                  physical_batch_size(config))  # fmt: skip
+
+
+def physical_batch_size(config: TrainParams) -> int | None:
+    """Rows per forward pass: ``privacy.max_physical_batch_size`` when set, else the encoder's ``batch_size`` for a
+    fine-tuned encoder (it re-runs in every step; a 256-row batch of 128 tokens would hold gigabytes of
+    activations); None (the whole batch) otherwise."""
+    if config.privacy.max_physical_batch_size:
+        return config.privacy.max_physical_batch_size
+    pretrained = config.model.pretrained
+    return pretrained.batch_size if config.model.kind == "pretrained" and pretrained.fine_tuned() else None
+
+
+def _parameter_groups(module: torch.nn.Module, config: TrainParams) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the head at ``train.lr``; a fine-tuned encoder's weights at its own rate."""
+    from frugalml.models.fine_tune import EncoderClassifier
+
+    if not isinstance(module, EncoderClassifier):
+        return [{"params": [p for p in module.parameters() if p.requires_grad]}]
+    return [{"params": module.head_parameters()},
+            {"params": module.encoder_parameters(), "lr": config.model.pretrained.resolve_encoder_lr()}]  # fmt: skip
 
 
 def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTraining | None) -> float:
@@ -193,13 +220,16 @@ def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTrainin
                                  batch, run.y_train)  # fmt: skip
             total, seen = total + stats["loss"] * len(batch), seen + len(batch)
             continue
-        with run.ctx:
-            logits = module(*inputs.take(batch, device))
-        loss = torch.nn.functional.cross_entropy(logits.float(), run.y_train[batch])
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        size = run.chunk or max(len(batch), 1)
+        for start in range(0, len(batch), size):  # gradient accumulation: the mean over the whole batch
+            rows = batch[start : start + size]
+            with run.ctx:
+                logits = module(*inputs.take(rows, device))
+            loss = torch.nn.functional.cross_entropy(logits.float(), run.y_train[rows]) * (len(rows) / len(batch))
+            loss.backward()
+            total += loss.item() * len(batch)
         run.optimizer.step()
-        total += loss.item() * len(batch)
         seen += len(batch)
     return total / max(seen, 1)
 
@@ -216,7 +246,7 @@ def _fit(
     for epoch in epochs:
         batches = private.batches(rng) if private else _shuffled_batches(rng, rows, batch_size)
         train_loss = _train_epoch(run, batches, private)
-        dev_loss, dev_accuracy = _dev_loss(run.module, run.dev_inputs, run.y_dev, run.ctx)
+        dev_loss, dev_accuracy = _dev_loss(run)
         figures = {"train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": dev_accuracy}
         for key, value in {**figures, **(private.epoch_metrics() if private else {})}.items():
             curves.setdefault(key, []).append((epoch, value))
@@ -273,8 +303,8 @@ def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come pos
     batch_size = config.resolve_batch_size(rows)
     if config.batch_size == "auto":
         logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)
-    private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size,
-                              epochs=config.epochs, seed=seed) if config.privacy.enabled else None  # fmt: skip
+    private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size, epochs=config.epochs, seed=seed,
+                              physical_batch_size=run.chunk) if config.privacy.enabled else None  # fmt: skip
     signal = None
     if private is not None:  # the check of the preflight hook, on the real N and the built model
         trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)

@@ -34,6 +34,32 @@ class FeatureParams(Strict):
 NOT_BUILT_KINDS = {"transformer": "a small transformer trained from scratch"}
 
 
+ADAPTER_DEFAULT_TARGETS = {"lora": ("query", "value"), "bottleneck": ("output.dense",)}
+
+
+class AdapterParams(Strict):
+    """The adapters of ``fine_tuning: adapters`` (only they and the head train; the encoder stays frozen)."""
+
+    type: Literal["lora", "bottleneck"] = "lora"  # lora: peft's LoRA; bottleneck: down/up adapters after layers
+    r: int = Field(default=8, gt=0, le=1024)  # LoRA rank, or the bottleneck width
+    alpha: float = Field(default=16.0, gt=0, allow_inf_nan=False)  # LoRA scaling alpha / r (bottleneck: unused)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    # Linear layers to adapt, by name or name suffix (checked against the encoder when it loads);
+    # null: lora [query, value]; bottleneck [output.dense] (a suffix: after each attention block and each FFN)
+    target_modules: list[str] | None = None
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not str(name).strip() for name in value)):
+            raise ValueError("must name at least one module (e.g. [query, value]), or be null for the default")
+        return value
+
+    def targets(self) -> list[str]:
+        """The module names to adapt (the type's default when unset)."""
+        return list(self.target_modules or ADAPTER_DEFAULT_TARGETS[self.type])
+
+
 class PretrainedParams(Strict):
     """The pretrained encoder of the ``pretrained`` and ``hybrid`` kinds (a local Hugging Face directory)."""
 
@@ -41,8 +67,14 @@ class PretrainedParams(Strict):
     sha256: str = MINILM_SHA256  # of the directory's model.safetensors; checked before use, a mismatch is refused
     max_tokens: int = Field(default=128, ge=8, le=8192)
     pooling: Literal["mean", "cls"] = "mean"
-    batch_size: int = Field(default=32, gt=0)  # texts per encoder forward pass
-    fine_tuning: str = "frozen"  # frozen: only the head trains (and sees private gradients under DP)
+    batch_size: int = Field(default=32, gt=0)  # texts per encoder forward pass (fine-tuning: per physical step)
+    # frozen: only the head trains (and sees private gradients under DP), on cached embeddings; adapters: the
+    # adapters and the head train; full: every encoder weight trains (both re-run the encoder every step)
+    fine_tuning: Literal["frozen", "adapters", "full"] = "frozen"
+    adapter: AdapterParams = Field(default_factory=AdapterParams)
+    # AdamW learning rate of the encoder's trainable weights (the head uses train.lr); auto: 1e-3 for adapters,
+    # 5e-5 for full fine-tuning
+    encoder_lr: float | Literal["auto"] = "auto"
 
     @field_validator("sha256")
     @classmethod
@@ -51,14 +83,22 @@ class PretrainedParams(Strict):
             raise ValueError("must be the 64 hex digits of the sha256 of the directory's model.safetensors")
         return value.lower()
 
-    @field_validator("fine_tuning")
+    @field_validator("encoder_lr")
     @classmethod
-    def _fine_tuning(cls, value: str) -> str:
-        if value in ("adapters", "full"):
-            raise ValueError(f"'{value}' fine-tuning is not built yet (issue 17); 'frozen' is")
-        if value != "frozen":
-            raise ValueError(f"unknown fine_tuning {value!r}; built: 'frozen' (adapters, full: not built yet)")
+    def _encoder_lr(cls, value: Any) -> Any:
+        if value != "auto" and not (isinstance(value, int | float) and 0 < value < float("inf")):
+            raise ValueError("must be a positive learning rate or 'auto'")
         return value
+
+    def resolve_encoder_lr(self) -> float:
+        """The encoder's learning rate (``auto``: by fine-tuning mode)."""
+        if self.encoder_lr != "auto":
+            return float(self.encoder_lr)
+        return 1e-3 if self.fine_tuning == "adapters" else 5e-5
+
+    def fine_tuned(self) -> bool:
+        """Whether encoder weights train (adapters or full), so the encoder runs in every training step."""
+        return self.fine_tuning != "frozen"
 
 
 class ModelParams(Strict):
@@ -85,6 +125,15 @@ class ModelParams(Strict):
         if value not in MODEL_KINDS:
             raise ValueError(f"unknown model kind {value!r}; built: {MODEL_KINDS.names()}")
         return value
+
+    @model_validator(mode="after")
+    def _fine_tuning_kind(self) -> ModelParams:
+        if self.pretrained.fine_tuned() and self.kind != "pretrained":
+            raise ValueError(
+                f"pretrained.fine_tuning: {self.pretrained.fine_tuning} needs kind: pretrained (kind {self.kind!r} "
+                "uses the frozen encoder's cached features); set fine_tuning: frozen or kind: pretrained"
+            )
+        return self
 
     @field_validator("embedding_dim", mode="before")
     @classmethod

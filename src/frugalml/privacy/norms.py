@@ -4,7 +4,8 @@ Notation: N samples in a batch, d layer width, B hash buckets. For each paramete
 sample i's gradient is computed from what the forward and backward passes already hold — the layer input a_i
 and the gradient g_i of its output — never materialising the (N, *param.shape) per-sample gradients:
 
-1. ``Linear`` on (N, d_in):   ||g_i||^2 ||a_i||^2 (+ ||g_i||^2 for the bias)
+1. ``Linear`` on (N, d_in):   ||g_i||^2 ||a_i||^2 (+ ||g_i||^2 for the bias); on sequences (N, T, d_in) the
+   ghost-clipping sum over token pairs, or the (d_out, d_in) gradient itself when that is cheaper
 2. ``EmbeddingBag`` (sum/mean, per-sample weights w): row b of sample i's gradient is c_ib g_i with
    c_ib the total weight of bucket b in bag i, so the norm is ||g_i||^2 sum_b c_ib^2.
 3. ``Embedding`` on (N, T): rows are sums of g_it over positions with the same id; grouped with scatter_add.
@@ -144,10 +145,21 @@ def _grouped_square_sum(groups: torch.Tensor, sample: torch.Tensor, values: torc
 def _linear_norm(layer: nn.Module, saved: tuple, grad_output: torch.Tensor) -> torch.Tensor:
     g = grad_output.detach().float()
     a = saved[0].float()
-    if a.dim() != 2:
-        raise ModelError("Linear ghost norms support (N, d) inputs only")
-    squares = g.pow(2).sum(1) * a.pow(2).sum(1)
-    return squares + g.pow(2).sum(1) if layer.bias is not None else squares
+    if a.dim() == 2:
+        squares = g.pow(2).sum(1) * a.pow(2).sum(1)
+        return squares + g.pow(2).sum(1) if layer.bias is not None else squares
+    if a.dim() < 2:
+        raise ModelError("Linear ghost norms need (N, d) or (N, ..., d) inputs")
+    # sequences (N, T, d_in) -> (N, T, d_out): sample i's weight gradient is G_i = g_i^T a_i, and
+    # ||G_i||^2 = sum_{t,s} (a_it . a_is)(g_it . g_is) (ghost clipping, O(T^2 (d_in + d_out))), or G_i itself
+    # when that is smaller (O(T d_in d_out))
+    a, g = a.reshape(len(a), -1, a.shape[-1]), g.reshape(len(g), -1, g.shape[-1])
+    steps, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    if steps * steps * (d_in + d_out) <= steps * d_in * d_out:
+        squares = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+    else:
+        squares = torch.bmm(g.transpose(1, 2), a).pow(2).sum((1, 2))
+    return squares + g.sum(1).pow(2).sum(1) if layer.bias is not None else squares
 
 
 @register_norm_sampler(nn.LayerNorm)

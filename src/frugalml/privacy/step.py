@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from frugalml.errors import ModelError
 from frugalml.privacy.ghost import GhostNorms, _capture
 from frugalml.privacy.norms import squared_norms
 
@@ -38,6 +39,12 @@ def _accumulate_clipped(
             if g is not None]  # fmt: skip
     if not used:
         raise ValueError("DP-SGD step: no layer with a registered norm sampler received a gradient")
+    shared = [type(layer).__name__ for layer, _, _, g in used if g.shape[0] != len(targets)]
+    if shared:  # e.g. a position-embedding table looked up once for the whole batch: no per-sample gradient
+        raise ModelError(
+            f"DP-SGD step: trainable layer(s) {shared} computed an output shared by the batch (first dimension is "
+            f"not the {len(targets)} samples), so their per-sample gradients cannot be clipped; freeze them"
+        )
     squares = [squared_norms(layer, saved, g) for layer, saved, _, g in used]
     norms = functools.reduce(operator.add, squares).clamp(min=0).sqrt()  # summed in layer order, as always
     factors = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)

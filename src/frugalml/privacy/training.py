@@ -59,7 +59,10 @@ class PrivateTraining:
     actually spent (fewer steps when early stopping stops) is what the report gives.
     """
 
-    def __init__(self, config: PrivacyParams, *, rows: int, batch_size: int, epochs: int, seed: int) -> None:
+    def __init__(
+        self, config: PrivacyParams, *, rows: int, batch_size: int, epochs: int, seed: int,
+        physical_batch_size: int | None = None,
+    ) -> None:  # fmt: skip
         """Validate against the data and calibrate the noise.
 
         Args:
@@ -68,6 +71,7 @@ class PrivateTraining:
             batch_size: Expected (Poisson) batch size.
             epochs: Planned epochs.
             seed: Seeds the noise unless ``secure_mode``.
+            physical_batch_size: Rows per forward pass (default ``config.max_physical_batch_size``).
 
         Raises:
             ParameterError: delta >= 1/N, or a batch larger than the dataset.
@@ -93,6 +97,7 @@ class PrivateTraining:
         self.generator = torch.Generator()
         self.generator.manual_seed(int.from_bytes(os.urandom(8), "little") if config.secure_mode else seed)
         self.steps, self._clipped, self._batches, self.physical_steps = 0, 0.0, 0, 0
+        self.physical_batch_size = physical_batch_size or config.max_physical_batch_size
 
     def batches(self, rng: np.random.Generator) -> list[np.ndarray]:
         """One epoch of Poisson-sampled batches (each row in each batch with probability q).
@@ -122,7 +127,7 @@ class PrivateTraining:
         Returns:
             The step's loss and clipped share.
         """
-        size = self.config.max_physical_batch_size or max(len(batch), 1)
+        size = self.physical_batch_size or max(len(batch), 1)
         chunks = [batch[start : start + size] for start in range(0, len(batch), size)] or [batch]
         parts = [(functools.partial(forward, rows), targets[rows]) for rows in chunks]
         stats = dp_sgd_step(module, optimizer, parts[0][0], parts[0][1], max_grad_norm=self.config.max_grad_norm,
@@ -158,7 +163,7 @@ class PrivateTraining:
             "sample_rate": self.sample_rate,
             "steps": self.steps,
             "physical_steps": self.physical_steps,
-            "max_physical_batch_size": self.config.max_physical_batch_size,
+            "max_physical_batch_size": self.physical_batch_size,
             "accountant": self.config.accountant,
             "secure_mode": self.config.secure_mode,
             "clipping": "per-sample, ghost norms (frugalml.nodes.privacy)",
