@@ -140,3 +140,18 @@ def test_compressing_a_fine_tuned_model_is_refused_by_name(sets):
     with pytest.raises(CompressionError, match="fine-tuned"):
         quantize(model, precision="int8", load_base=load_classifier)
     assert np.isfinite(model.predict_proba(dev.iloc[:4])).all()
+
+
+def test_a_saved_adapter_model_whose_metadata_names_other_targets_is_refused(tmp_path, sets):
+    import json
+
+    train, dev, _ = sets
+    model, _, _ = train_text_classifier(train.iloc[:32], dev.iloc[:8], {**NO_DP, "epochs": 1,
+                                        "model": _params("adapters")}, {}, 0)  # fmt: skip
+    save_text_classifier(model, tmp_path / "saved")
+    meta_path = tmp_path / "saved" / "model.json"
+    metadata = json.loads(meta_path.read_text())
+    metadata["adapter"]["target_modules"] = ["query", "value", "key"]  # hand-edited: adapters that were never trained
+    meta_path.write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match=r"missing \[.*attention\.self\.key\.lora_"):
+        load_text_classifier(tmp_path / "saved")

@@ -17,6 +17,7 @@ weight. Every codec stores plain tensors (safetensors, no pickles) and decodes t
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -429,7 +430,13 @@ def onednn_int8_available() -> bool:
         torch.ops.onednn.qlinear_pointwise(torch.zeros(1, 16, dtype=torch.uint8), 1.0, 0, packed, torch.ones(16),
                                            torch.zeros(16, dtype=torch.int64), None, 1.0, 0, torch.float32, "none",
                                            [], "")  # fmt: skip
-    except (RuntimeError, AttributeError, NotImplementedError):  # the op is missing, or has no kernel here
+    except (RuntimeError, AttributeError, NotImplementedError) as error:  # the op is missing, or has no kernel here
+        logging.getLogger(__name__).warning(
+            "oneDNN's quantised Linear does not run here (%s: %s); static INT8 layers compute the same quantised "
+            "numbers in float32 (same results, no integer speed-up)",
+            type(error).__name__,
+            str(error)[:200],
+        )
         return False
     return True
 

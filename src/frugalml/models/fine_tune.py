@@ -50,6 +50,11 @@ class AdapterSpec:
         return {**asdict(self), "target_modules": list(self.target_modules)}
 
 
+def _saved(name: str, fine_tuning: str) -> bool:
+    """Whether a saved model keeps encoder weight ``name``: every one for full fine-tuning, else the adapters'."""
+    return fine_tuning == "full" or any(mark in "." + name for mark in _ADAPTER_MARKS)
+
+
 class BottleneckAdapter(nn.Module):
     """A Linear layer followed by a residual bottleneck: h = base(x); h + up(GELU(down(h))) (Houlsby-style).
 
@@ -200,7 +205,7 @@ class FineTunedTextClassifier:
         self.fine_tuning, self.model_config = config.fine_tuning, config.model_config
         self.text_columns, self.labels, self.label_names = list(text_columns), list(labels), list(label_names)
 
-    def inputs(self, frame: pd.DataFrame, *, progress: bool = False) -> RowInputs:
+    def inputs(self, frame: pd.DataFrame) -> RowInputs:
         """Token ids and masks of ``frame``'s texts (truncated to ``max_tokens``, padded to the longest).
 
         Raises:
@@ -244,7 +249,7 @@ class FineTunedTextClassifier:
         """The head (``head.*``) and the encoder weights that changed (``encoder.*``: the adapters, or all)."""
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.module.head.state_dict().items()}
         for name, value in self.module.encoder.state_dict().items():
-            if self.fine_tuning == "full" or any(mark in "." + name for mark in _ADAPTER_MARKS):
+            if _saved(name, self.fine_tuning):
                 tensors[f"encoder.{name}"] = value.detach().cpu().contiguous()
         return tensors
 
@@ -266,10 +271,11 @@ class FineTunedTextClassifier:
         module.head.load_state_dict({k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")})
         saved = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
         expected = module.encoder.state_dict()
-        unknown = sorted(set(saved) - set(expected))
-        if unknown or (config.fine_tuning == "full" and set(saved) != set(expected)):
-            raise ValueError(f"saved encoder weights do not fit the prepared encoder: unexpected {unknown[:5]}, "
-                             f"missing {sorted(set(expected) - set(saved))[:5]}")  # fmt: skip
+        wanted = {name for name in expected if _saved(name, config.fine_tuning)}
+        if set(saved) != wanted:  # e.g. metadata naming other adapter targets than the weights were trained with
+            unexpected, missing = sorted(set(saved) - wanted)[:5], sorted(wanted - set(saved))[:5]
+            raise ValueError(f"saved encoder weights do not fit the prepared encoder: unexpected {unexpected}, "
+                             f"missing {missing}")  # fmt: skip
         module.encoder.load_state_dict({**expected, **saved})
         return cls(module.eval(), base_encoder=base, config=config, text_columns=metadata["text_columns"],
                    labels=metadata["labels"], label_names=metadata["label_names"])  # fmt: skip
