@@ -18,6 +18,7 @@ from frugalml.nodes.train import train_text_classifier
 from frugalml.params import TrainParams, parse_params
 from frugalml.privacy.step import _accumulate_clipped
 from tests.helpers import DATA
+from tests.privacy.clipping_reference import assert_clipped_sum_matches_per_sample_gradients
 
 SHORT = {"max_tokens": 24, "batch_size": 16}
 NO_DP = {"epochs": 2, "patience": 2, "progress": False, "batch_size": 16, "lr": 0.05,
@@ -79,24 +80,7 @@ def test_ghost_norms_of_a_fine_tuned_encoder_match_per_sample_gradients(tuning):
     mask = torch.ones_like(ids)
     mask[1, 6:] = 0
     y = torch.tensor([0, 1, 1, 0])
-    params = [p for p in module.parameters() if p.requires_grad]
-    expected = []
-    for i in range(4):
-        loss = torch.nn.functional.cross_entropy(module(ids[i : i + 1], mask[i : i + 1]), y[i : i + 1])
-        grads = torch.autograd.grad(loss, params)
-        expected.append(torch.sqrt(sum(g.pow(2).sum() for g in grads)))
-    clip = 0.5 * float(min(expected))  # every sample clipped: the summed gradient is sum_i C g_i / ||g_i||
-    for p in params:
-        p.grad = None
-    _accumulate_clipped(module, lambda: module(ids, mask), y, clip)
-
-    def clipped(i: int, p: torch.Tensor) -> torch.Tensor:
-        loss = torch.nn.functional.cross_entropy(module(ids[i : i + 1], mask[i : i + 1]), y[i : i + 1])
-        return clip / float(expected[i]) * torch.autograd.grad(loss, [p])[0]
-
-    want = [sum(clipped(i, p) for i in range(4)) for p in params[:3]]
-    for p, w in zip(params[:3], want, strict=True):
-        torch.testing.assert_close(p.grad, w, rtol=2e-3, atol=1e-6)
+    assert_clipped_sum_matches_per_sample_gradients(module, ids, mask, y, checked=3)
 
 
 def test_a_trainable_table_shared_by_the_batch_is_refused_under_dp():

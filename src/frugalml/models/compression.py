@@ -433,6 +433,11 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if getattr(model, "kind", None) == "transformer":
+        raise CompressionError(
+            "compressing the transformer kind is not built yet (the compress stage covers the n-gram bag and the "
+            "frozen-encoder kinds); set compress.enabled: false for it"
+        )
     if getattr(model, "fine_tuning", "frozen") != "frozen":
         raise CompressionError(
             f"compressing a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: the "

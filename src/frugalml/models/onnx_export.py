@@ -82,9 +82,10 @@ def check_exportable(model: Any) -> None:
             "turn compress.onnx off for it"
         )
     if kind not in SUPPORTED_KINDS or getattr(model, "encoder", None) is None:
+        why = "its hashed n-gram features are" if kind in ("ngram_bag", "hybrid") else "its inputs are"
         raise CompressionError(
-            f"ONNX export covers the {list(SUPPORTED_KINDS)} kind; this model is {kind!r} (its hashed n-gram "
-            "features are computed in Python, outside any graph): turn compress.onnx off for it"
+            f"ONNX export covers the {list(SUPPORTED_KINDS)} kind; this model is {kind!r} ({why} computed in "
+            "Python, outside any graph, and its export is not built): turn compress.onnx off for it"
         )
 
 

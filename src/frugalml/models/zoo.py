@@ -12,7 +12,8 @@ plus its loader in :data:`MODEL_FORMATS` (the ``format`` its ``metadata()`` writ
 Built in: ``ngram_bag`` (hashed n-grams, EmbeddingBag -> linear head), ``pretrained`` (a digest-checked
 encoder's pooled embedding -> head: ``fine_tuning`` frozen, where only the head sees private gradients, adapters
 (LoRA or bottleneck) or full; :mod:`frugalml.models.fine_tune`) and ``hybrid`` (the bag and the frozen encoder into
-one head). Not built yet (issue 17): a from-scratch ``transformer``.
+one head) and ``transformer`` (a small encoder trained from scratch on hashed words, dense or dynamic
+sliding-window attention; :mod:`frugalml.models.transformer`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from frugalml.models.fine_tune import FORMAT as FINE_TUNED_FORMAT
 from frugalml.models.fine_tune import AdapterSpec, FineTuneConfig, FineTunedTextClassifier, build_module
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, fit_idf, tfidf_weights
+from frugalml.models.transformer import FORMAT as TRANSFORMER_FORMAT
+from frugalml.models.transformer import SmallTransformer, TransformerConfig, TransformerTextClassifier
 from frugalml.registry import Registry
 
 
@@ -83,6 +86,7 @@ MODEL_FORMATS: dict[str, Callable[[dict[str, Any], dict[str, torch.Tensor]], Any
     "frugalml.ngram_bag/1": TextClassifier.from_parts,
     FEATURE_HEAD_FORMAT: EncoderTextClassifier.from_parts,
     FINE_TUNED_FORMAT: FineTunedTextClassifier.from_parts,
+    TRANSFORMER_FORMAT: TransformerTextClassifier.from_parts,
 }
 
 
@@ -203,3 +207,33 @@ def build_pretrained(request: BuildRequest) -> Built:
 def build_hybrid(request: BuildRequest) -> Built:
     """The n-gram bag and the frozen encoder's embedding, concatenated into one head."""
     return _build_feature_head(request, with_bag=True)
+
+
+def transformer_config(config: Any, num_classes: int) -> TransformerConfig:
+    """``train.model.transformer`` as the architecture's config."""
+    t = config.model.transformer
+    return TransformerConfig(
+        num_classes=num_classes,
+        vocab=t.vocab,
+        dim=t.dim,
+        layers=t.layers,
+        heads=t.heads,
+        ffn_dim=t.ffn_dim,
+        max_tokens=t.max_tokens,
+        dropout=t.dropout,
+        attention=t.attention.type,
+        block=t.attention.block,
+        w_min=t.attention.w_min,
+        w_max=t.attention.w_max,
+        backend=t.attention.backend,
+        gradient_checkpointing=t.gradient_checkpointing,
+    )
+
+
+@MODEL_KINDS.register("transformer")
+def build_transformer(request: BuildRequest) -> Built:
+    """A small encoder trained from scratch on hashed word tokens (dense or DSWA attention) -> mean -> linear."""
+    module = SmallTransformer(transformer_config(request.config, len(request.labels))).to(request.device)
+    classifier = TransformerTextClassifier(module, text_columns=request.text_columns, labels=request.labels,
+                                           label_names=request.label_names)  # fmt: skip
+    return Built(classifier, module, classifier.inputs(request.train), classifier.inputs(request.dev))

@@ -104,7 +104,15 @@ def check_training_rows(
 
 def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
     module: torch.nn.Module
-    if config.model.kind in ("pretrained", "hybrid"):  # the head only: the encoder is frozen
+    if config.model.kind == "transformer":
+        from frugalml.models.transformer import SmallTransformer
+        from frugalml.models.zoo import transformer_config
+
+        module = SmallTransformer(transformer_config(config, num_classes))
+    elif config.model.kind in (
+        "pretrained",
+        "hybrid",
+    ):  # the head (the train node counts adapters once built)  # the head only: the encoder is frozen
         from frugalml.models.encoder import encoder_hidden_size
         from frugalml.models.feature_head import FeatureHeadClassifier
 
@@ -118,6 +126,20 @@ def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
         module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(num_classes),
                                     num_classes, hidden_dim=config.model.hidden_dim)  # fmt: skip
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _fewer_weights(config: TrainParams) -> str:
+    """The kind's own lever for fewer trainable weights (the bound grows with 1 / sqrt(d))."""
+    model = config.model
+    if model.kind == "transformer":
+        t = model.transformer
+        return (f"train.model.transformer.vocab {t.vocab} -> {max(16, t.vocab // 4)} and dim {t.dim} -> "
+                f"{max(8, t.dim // 2)}")  # fmt: skip
+    if model.kind == "pretrained" and model.pretrained.fine_tuned():
+        return "train.model.pretrained.fine_tuning: adapters with a smaller adapter.r, or frozen"
+    if model.kind == "pretrained":
+        return "train.model.hidden_dim: 0, a linear head"
+    return f"train.features.buckets {config.features.buckets} -> {config.features.buckets // 4} doubles it"
 
 
 def check_dp_signal(
@@ -170,9 +192,9 @@ def check_dp_signal(
         f"{estimate.explain()} (the training set {source}) is below {bound:g}: under DP at epsilon "
         f"{privacy.target_epsilon:g} {verdict}. "
         "Try: more training rows or a larger train.privacy.target_epsilon (spent from the privacy budget; the "
-        "bound grows about linearly with either); fewer trainable weights (train.features.buckets "
-        f"{config.features.buckets} -> {config.features.buckets // 4} doubles it); train.model.kind: pretrained "
-        "(a frozen public encoder: only a head of a few thousand weights sees private gradients)"
+        f"bound grows about linearly with either); fewer trainable weights ({_fewer_weights(config)}); "
+        "train.model.kind: pretrained (a frozen public encoder: only a head of a few thousand weights sees private "
+        "gradients)"
     )
     if low:
         raise ParameterError(message + " (train.privacy.refuse_signal_to_noise: 0 turns this refusal off)")

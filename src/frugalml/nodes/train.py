@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from frugalml.errors import EmptyDatasetError, ModelError, SchemaError
+from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, SchemaError
 from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
 from frugalml.models.feature_head import RowInputs
 from frugalml.models.zoo import MODEL_KINDS, BuildRequest
@@ -65,15 +65,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast_context(precision: str, device: torch.device) -> Any:
-    """bf16 autocast where asked for (``auto``: on CUDA devices that support bf16).
+    """bf16 or fp16 autocast where asked for (``auto``: bf16 on CUDA devices that support it).
 
     Args:
-        precision: ``auto``, ``fp32`` or ``bf16``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (the loop adds a GradScaler for fp16).
         device: Where the model runs.
 
     Returns:
         A context manager.
     """
+    if precision == "fp16":
+        return torch.autocast(device_type=device.type, dtype=torch.float16)
     use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
@@ -160,6 +162,7 @@ class _Setup:
     ctx: Any
     device: torch.device
     chunk: int | None = None  # rows per forward pass (gradient accumulation); None: a batch at once
+    scaler: Any = None  # torch.amp.GradScaler under fp16 autocast (loss scaling against fp16 underflow)
 
 
 def _setup(
@@ -184,18 +187,21 @@ def _setup(
     targets = soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
     optimizer = torch.optim.AdamW(_parameter_groups(built.module, config), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
+    scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
     return _Setup(built.classifier, built.module, built.train_inputs, torch.from_numpy(targets).to(device),
                   built.dev_inputs, y_dev, optimizer, autocast_context(config.precision, device), device,
-                  physical_batch_size(config))  # fmt: skip
+                  physical_batch_size(config), scaler)  # fmt: skip
 
 
 def physical_batch_size(config: TrainParams) -> int | None:
     """Rows per forward pass: ``privacy.max_physical_batch_size`` when set, else the encoder's ``batch_size`` for a
     fine-tuned encoder (it re-runs in every step; a 256-row batch of 128 tokens would hold gigabytes of
-    activations); None (the whole batch) otherwise."""
+    activations) or the transformer's ``batch_size``; None (the whole batch) otherwise."""
     if config.privacy.max_physical_batch_size:
         return config.privacy.max_physical_batch_size
     pretrained = config.model.pretrained
+    if config.model.kind == "transformer":
+        return config.model.transformer.batch_size
     return pretrained.batch_size if config.model.kind == "pretrained" and pretrained.fine_tuned() else None
 
 
@@ -204,9 +210,58 @@ def _parameter_groups(module: torch.nn.Module, config: TrainParams) -> list[dict
     from frugalml.models.fine_tune import EncoderClassifier
 
     if not isinstance(module, EncoderClassifier):
-        return [{"params": [p for p in module.parameters() if p.requires_grad]}]
+        group: dict[str, Any] = {"params": [p for p in module.parameters() if p.requires_grad]}
+        if config.model.kind == "transformer" and config.model.transformer.lr is not None:
+            group["lr"] = config.model.transformer.lr
+        return [group]
     return [{"params": module.head_parameters()},
             {"params": module.encoder_parameters(), "lr": config.model.pretrained.resolve_encoder_lr()}]  # fmt: skip
+
+
+def activation_mb(run: _Setup, batch_size: int) -> float:
+    """MiB of activations one physical training step holds for its backward pass (measured on the first rows by
+    :mod:`frugalml.models.memory`; checkpointed blocks counted as the backward recomputes them)."""
+    from frugalml.models.memory import saved_bytes, transformer_activation_bytes
+    from frugalml.models.transformer import SmallTransformer
+
+    rows = np.arange(min(len(run.train_inputs), run.chunk or batch_size, batch_size))
+    inputs = run.train_inputs.take(rows, run.device)
+    run.module.train()
+    with run.ctx:
+        if isinstance(run.module, SmallTransformer):
+            held = transformer_activation_bytes(run.module, *inputs)
+        else:
+            held = saved_bytes(run.module, lambda: run.module(*inputs))[0]
+    return held / 2**20
+
+
+def training_memory_mb(module: torch.nn.Module, activations_mb: float) -> float:
+    """Estimated MiB of a training step: every weight, plus a gradient and AdamW's two moments per trainable
+    weight, plus one physical step's activations."""
+    weights = sum(p.numel() * p.element_size() for p in module.parameters())
+    trainable = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
+    return (weights + 3 * trainable) / 2**20 + activations_mb
+
+
+def check_memory(module: torch.nn.Module, activations_mb: float, limit_mb: float | None) -> None:
+    """Refuse training whose estimate exceeds ``train.memory_limit_mb``, with the estimate and its parts.
+
+    Raises:
+        ParameterError: Above the limit.
+    """
+    if limit_mb is None:
+        return
+    estimate = training_memory_mb(module, activations_mb)
+    if estimate > limit_mb:
+        weights = sum(p.numel() for p in module.parameters())
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        raise ParameterError(
+            f"the model needs about {estimate:,.0f} MiB to train, above train.memory_limit_mb {limit_mb:,.0f}: "
+            f"{weights:,} weights ({trainable:,} trainable, each with a gradient and two AdamW moments) and "
+            f"{activations_mb:,.0f} MiB of activations per physical step. Lower the physical batch "
+            "(transformer.batch_size, pretrained.batch_size or privacy.max_physical_batch_size), max_tokens or the "
+            "model's size, use adapters instead of full fine-tuning, or raise the limit"
+        )
 
 
 def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTraining | None) -> float:
@@ -214,22 +269,30 @@ def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTrainin
     module, inputs, device = run.module, run.train_inputs, run.device
     module.train()
     total, seen = 0.0, 0
+
+    def forward(rows: np.ndarray) -> torch.Tensor:
+        with run.ctx:
+            return module(*inputs.take(rows, device))  # type: ignore[no-any-return]
+
     for batch in batches:
         if private:
-            stats = private.step(module, run.optimizer, lambda rows: module(*inputs.take(rows, device)),
-                                 batch, run.y_train)  # fmt: skip
+            stats = private.step(module, run.optimizer, forward, batch, run.y_train)
             total, seen = total + stats["loss"] * len(batch), seen + len(batch)
             continue
         run.optimizer.zero_grad(set_to_none=True)
         size = run.chunk or max(len(batch), 1)
         for start in range(0, len(batch), size):  # gradient accumulation: the mean over the whole batch
             rows = batch[start : start + size]
-            with run.ctx:
-                logits = module(*inputs.take(rows, device))
-            loss = torch.nn.functional.cross_entropy(logits.float(), run.y_train[rows]) * (len(rows) / len(batch))
-            loss.backward()
+            loss = torch.nn.functional.cross_entropy(forward(rows).float(), run.y_train[rows]) * (
+                len(rows) / len(batch)
+            )
+            (run.scaler.scale(loss) if run.scaler else loss).backward()
             total += loss.item() * len(batch)
-        run.optimizer.step()
+        if run.scaler:
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            run.optimizer.step()
         seen += len(batch)
     return total / max(seen, 1)
 
@@ -284,7 +347,8 @@ def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come pos
         The trained model of the best dev epoch (a :class:`TextClassifier` for ``ngram_bag``), its per-epoch
         history as MLflow metrics
         (``train_loss``, ``dev_loss``, ``dev_accuracy``, with DP ``epsilon`` and ``clipped_share``, plus
-        ``train_seconds`` and ``best_epoch``) and the privacy report (``{"enabled": False}`` without DP).
+        ``train_seconds``, ``best_epoch``, ``activation_mb_per_step`` (activations one physical step holds for
+        backward) and on CUDA ``peak_gpu_memory_mb``) and the privacy report (``{"enabled": False}`` without DP).
 
     Raises:
         EmptyDatasetError: When train or dev is empty or a training class is missing.
@@ -305,6 +369,10 @@ def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come pos
         logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)
     private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size, epochs=config.epochs, seed=seed,
                               physical_batch_size=run.chunk) if config.privacy.enabled else None  # fmt: skip
+    held = activation_mb(run, batch_size)
+    check_memory(run.module, held, config.memory_limit_mb)
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(run.device)
     signal = None
     if private is not None:  # the check of the preflight hook, on the real N and the built model
         trainable = sum(p.numel() for p in run.module.parameters() if p.requires_grad)
@@ -316,7 +384,9 @@ def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come pos
     seconds = time.perf_counter() - started
     logger.info("trained in %.1fs; best epoch %d, dev loss %.4f", seconds, best[1], best[0])
     metrics: dict[str, Any] = {key: as_history(points) for key, points in curves.items()}
-    metrics.update(as_metrics({"train_seconds": seconds, "best_epoch": best[1]}))
+    metrics.update(as_metrics({"train_seconds": seconds, "best_epoch": best[1], "activation_mb_per_step": held}))
+    if run.device.type == "cuda":
+        metrics.update(as_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(run.device) / 2**20}))
     if signal is not None:
         metrics.update(as_metrics({"dp_signal_to_noise": signal}))
     report = private.report() if private else {"enabled": False}

@@ -31,7 +31,7 @@ class FeatureParams(Strict):
         return value
 
 
-NOT_BUILT_KINDS = {"transformer": "a small transformer trained from scratch"}
+NOT_BUILT_KINDS: dict[str, str] = {}  # kinds the docs promise that are not built yet (named in the refusal)
 
 
 ADAPTER_DEFAULT_TARGETS = {"lora": ("query", "value"), "bottleneck": ("output.dense",)}
@@ -101,11 +101,61 @@ class PretrainedParams(Strict):
         return self.fine_tuning != "frozen"
 
 
+class AttentionParams(Strict):
+    """The transformer's attention: dense, or dynamic sliding windows (DSWA) for long inputs."""
+
+    type: Literal["dense", "dswa"] = "dense"
+    block: int = Field(default=64, ge=8, le=4096)  # DSWA: query block; each block gets its own window
+    w_min: int = Field(default=64, ge=1)  # DSWA: narrowest half-window (tokens each side)
+    w_max: int = Field(default=256, ge=1)  # DSWA: widest half-window
+    backend: Literal["auto", "banded", "flex", "dense"] = "auto"  # auto: FlexAttention on CUDA, banded SDPA else
+
+    @model_validator(mode="after")
+    def _windows(self) -> AttentionParams:
+        if self.w_min > self.w_max:
+            raise ValueError(f"w_min {self.w_min} is above w_max {self.w_max}: the window range is empty")
+        return self
+
+
+class TransformerParams(Strict):
+    """The ``transformer`` kind: a small encoder trained from scratch on hashed word tokens."""
+
+    vocab: int = Field(default=2**15, ge=16, le=2**22)  # hashed word buckets (0 padding, 1 [CLS])
+    dim: int = Field(default=128, ge=8, le=4096)
+    layers: int = Field(default=2, ge=1, le=48)
+    heads: int = Field(default=4, ge=1, le=64)
+    ffn_dim: int = Field(default=256, ge=8)
+    max_tokens: int = Field(default=512, ge=8, le=65536)  # words per text (the [CLS] token included)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    batch_size: int = Field(default=32, gt=0)  # texts per forward pass (gradient accumulation up to the batch)
+    lr: float | None = Field(default=1e-3, gt=0)  # AdamW rate of the transformer (null: train.lr)
+    attention: AttentionParams = Field(default_factory=AttentionParams)
+    gradient_checkpointing: bool = False  # recompute each block in backward (without DP only)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TransformerParams:
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"dim {self.dim} must split into {self.heads} heads of an even width")
+        window = self.attention
+        if window.type == "dswa" and max(window.w_min, window.block) > self.max_tokens:
+            raise ValueError(
+                f"attention window (w_min {window.w_min}, block {window.block}) is larger than the sequence "
+                f"(max_tokens {self.max_tokens}); lower them or raise max_tokens"
+            )
+        if window.type == "dswa" and window.w_max > self.max_tokens:
+            raise ValueError(
+                f"attention.w_max {window.w_max} is larger than the sequence (max_tokens {self.max_tokens}): "
+                f"a window that wide is dense attention; use at most {self.max_tokens} or type: dense"
+            )
+        return self
+
+
 class ModelParams(Strict):
     """Which model (``kind``, a registered model-zoo entry) and its widths. No BatchNorm (DP-friendly)."""
 
-    kind: str = "ngram_bag"  # ngram_bag | pretrained | hybrid (frugalml.models.zoo.MODEL_KINDS)
+    kind: str = "ngram_bag"  # ngram_bag | pretrained | hybrid | transformer (frugalml.models.zoo.MODEL_KINDS)
     pretrained: PretrainedParams = Field(default_factory=PretrainedParams)
+    transformer: TransformerParams = Field(default_factory=TransformerParams)
 
     # auto: C - 1 for C classes (1 for a binary task: a rank-1 bag, few noisy weights under DP), the rank of a
     # multinomial linear model, so a K-class task gets the width it needs without a hand-tuned number
@@ -213,9 +263,14 @@ class TrainParams(Strict):
     lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=2, ge=1)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # autocast: auto (bf16 on CUDA with bf16 support, else fp32) | fp32 | bf16 | fp16 (with a GradScaler; not
+    # under DP, where per-sample norms of unscaled fp16 gradients would underflow: use bf16)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, gt=0)
+    # refuse, before the first step, a model whose estimated training memory (weights, AdamW's gradients and two
+    # moments, and one physical step's measured activations) exceeds this many MiB; null: no check
+    memory_limit_mb: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     progress: bool = True
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
@@ -232,6 +287,17 @@ class TrainParams(Strict):
 
     @model_validator(mode="after")
     def _private_features(self) -> TrainParams:
+        if self.privacy.enabled and self.precision == "fp16":
+            raise ValueError(
+                "precision fp16 with DP: fp16 training needs loss scaling, and the per-sample clipping of scaled "
+                "gradients is not built; use precision: bf16 (same speed on GPUs that have it) or fp32"
+            )
+        if self.privacy.enabled and self.model.kind == "transformer" and self.model.transformer.gradient_checkpointing:
+            raise ValueError(
+                "transformer.gradient_checkpointing with DP: the DP step keeps every layer's inputs for its "
+                "per-sample norms, so recomputing blocks would save no memory; set it false, or lower "
+                "privacy.max_physical_batch_size to cut memory under DP"
+            )
         if self.privacy.enabled and self.features.idf is True:
             raise ValueError(
                 "features.idf: true fits idf on the private training rows, which epsilon does not cover; "
