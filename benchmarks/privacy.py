@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "lira_tpr_at_1pct_fpr_nonprivate": round(lira["inf"]["tpr_at_1pct_fpr"], 4),
         "lira_shadows": shadows,
         "step_ratio_gpu": None,
-        "step_ratio_gpu_note": "skipped: no GPU here, and the transformer model of the issue is not built yet",
+        "step_ratio_gpu_note": "not measured: the transformer kind's DP step on a GPU (no GPU lent)",
         "recipe": {k: recipe_params[k] for k in ("epochs", "lr")}
         | {"batch_size": recipe.resolve_batch_size(len(train))}  # `auto` as the DP rows resolve it
         | {

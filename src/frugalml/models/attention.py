@@ -129,21 +129,30 @@ def banded_window_attention(
 def flex_window_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *, windows: torch.Tensor, block: int
 ) -> torch.Tensor:
-    """FlexAttention with a block mask of ``windows`` (compiled on CUDA; the eager reference on CPU)."""
+    """FlexAttention with a block mask of ``windows`` (compiled on CUDA; the eager reference on CPU). The length is
+    padded to a whole number of blocks (padding is masked out), so batches trimmed to different lengths reuse a
+    few compiled shapes."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     n, _, steps, _ = q.shape
+    pad = (-steps) % block
+    if pad:
+        q, k, v = (nn.functional.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
+        key_mask = nn.functional.pad(key_mask, (0, pad), value=False)
+    total = steps + pad
     rows_all = torch.arange(n, device=q.device)
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
         return _allowed(windows, key_mask, q_idx, kv_idx, rows=rows_all[b], block=block)
 
-    block_mask = create_block_mask(mask_mod, n, None, steps, steps, device=q.device.type, BLOCK_SIZE=block)
+    block_mask = create_block_mask(mask_mod, n, None, total, total, device=q.device.type, BLOCK_SIZE=block)
     if q.is_cuda:
-        return _compiled_flex()(q, k, v, block_mask=block_mask)  # type: ignore[operator,no-any-return]
-    with warnings.catch_warnings():  # the eager CPU path is the unfused reference, and it says so on every call
-        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        return flex_attention(q, k, v, block_mask=block_mask)  # type: ignore[return-value]
+        out = _compiled_flex()(q, k, v, block_mask=block_mask)  # type: ignore[operator]
+    else:
+        with warnings.catch_warnings():  # the eager CPU path is the unfused reference, and says so on every call
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            out = flex_attention(q, k, v, block_mask=block_mask)
+    return out[:, :, :steps]  # type: ignore[index]
 
 
 _FLEX: object = None
@@ -154,7 +163,7 @@ def _compiled_flex() -> object:
     if _FLEX is None:
         from torch.nn.attention.flex_attention import flex_attention
 
-        _FLEX = torch.compile(flex_attention, dynamic=False)
+        _FLEX = torch.compile(flex_attention)
     return _FLEX
 
 

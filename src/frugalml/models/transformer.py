@@ -17,6 +17,7 @@ inputs for its per-sample norms, so checkpointing would save nothing there).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -64,8 +65,8 @@ def tokenize(texts: list[str], vocab: int, max_tokens: int) -> tuple[np.ndarray,
     [CLS] included)."""
     rows = []
     for text in texts:
-        words = _TOKEN.findall(str(text).lower())[: max_tokens - 1]
-        rows.append([CLS] + [zlib.crc32(w.encode("utf-8")) % (vocab - 2) + 2 for w in words])
+        words = itertools.islice(_TOKEN.finditer(str(text).lower()), max_tokens - 1)  # stops at the limit
+        rows.append([CLS] + [zlib.crc32(w.group().encode("utf-8")) % (vocab - 2) + 2 for w in words])
     width = max((len(r) for r in rows), default=1)
     ids = np.full((len(rows), width), PAD, dtype=np.int64)
     for i, row in enumerate(rows):
