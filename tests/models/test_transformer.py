@@ -80,7 +80,7 @@ def test_dswa_gradients_match_the_dense_reference():
     for attend in (lambda: banded_window_attention(q, k, v, mask, windows=windows, block=16, w_max=40),
                    lambda: dense_window_attention(q, k, v, mask, windows=windows, block=16)):  # fmt: skip
         grads.append(torch.autograd.grad(attend().pow(2).sum(), (q, k, v)))
-    for ours, reference in zip(*grads, strict=True):
+    for ours, reference in zip(*grads, strict=True):  # FlexAttention has no backward on CPU (torch 2.13)
         torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
 
 
@@ -123,8 +123,8 @@ def test_the_transformer_trains_saves_and_predicts_on_raw_text(tmp_path, sets, a
     model, history, report = train_text_classifier(train, dev, params, {}, 0)
     assert report == {"enabled": False} and model.kind == "transformer"
     assert model.config.attention == attention["type"]
+    torch.manual_seed(0)  # the train node's seed: the same initial weights
     fresh = SmallTransformer(model.config)
-    torch.manual_seed(0)
     assert not torch.equal(fresh.state_dict()["head.weight"], model.module.state_dict()["head.weight"])
     assert "dev_accuracy" in history
     save_text_classifier(model, tmp_path / "saved")
@@ -186,12 +186,21 @@ def test_gradient_checkpointing_keeps_the_gradients_and_holds_fewer_activations(
         ({"gradient_checkpointing": True}, {}, "gradient_checkpointing with DP"),
         ({"vocab": 8}, {}, "vocab"),
         ({}, {"precision": "fp16"}, "precision fp16 with DP"),
+        ({}, {"precision": "bf16"}, "precision bf16 with DP: the DP step runs in fp32"),
     ],
 )
 def test_bad_transformer_parameters_fail_before_any_work(transformer, extra, match):
     with pytest.raises(ParameterError, match=match):
         parse_params(TrainParams, {"model": {"kind": "transformer", "transformer": transformer}, **extra},
                      name="train")  # fmt: skip
+
+
+def test_training_with_flexattention_on_cpu_is_refused_before_any_step(sets):
+    train, dev, _ = sets
+    transformer = {**SMALL, "attention": {**DSWA, "backend": "flex"}}
+    params = {**NO_DP, "device": "cpu", "model": {"kind": "transformer", "transformer": transformer}}
+    with pytest.raises(ModelError, match="FlexAttention has no backward pass on CPU"):
+        train_text_classifier(train, dev, params, {}, 0)
 
 
 def test_checkpointing_without_dp_is_accepted():
@@ -222,11 +231,21 @@ def test_a_saved_transformer_whose_weights_do_not_fit_its_config_is_refused(tmp_
     model, _, _ = train_text_classifier(train.iloc[:32], dev.iloc[:8], params, {}, 0)
     save_text_classifier(model, tmp_path / "saved")
     meta_path = tmp_path / "saved" / "model.json"
-    metadata = json.loads(meta_path.read_text())
-    metadata["model_config"]["layers"] = 3  # hand-edited: a block that was never trained
-    meta_path.write_text(json.dumps(metadata))
-    with pytest.raises(ValueError, match="do not fit the transformer's config"):
-        load_text_classifier(tmp_path / "saved")
+    original = json.loads(meta_path.read_text())
+    edits = [({"layers": 3}, "do not fit the transformer's config"),  # a block that was never trained
+             ({"max_tokens": 8}, "do not fit the transformer's config"),  # the saved position table says 96
+             ({"attention": "Dswa"}, "attention 'Dswa'"), ({"backend": "nope"}, "backend 'nope'"),
+             ({"w_min": 0}, "w_min 0"), ({"heads": 3}, "heads of an even width"),
+             ({"extra": 1}, r"unexpected \['extra'\]")]  # fmt: skip
+    for edit, match in [*edits, (None, r"missing \['dropout'\]")]:
+        metadata = json.loads(json.dumps(original))
+        if edit is None:
+            del metadata["model_config"]["dropout"]
+        else:
+            metadata["model_config"].update(edit)
+        meta_path.write_text(json.dumps(metadata))
+        with pytest.raises(ValueError, match=match):
+            load_text_classifier(tmp_path / "saved")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -237,6 +256,8 @@ def test_mixed_precision_trains_the_transformer(sets, precision):
     model, history, _ = train_text_classifier(train.iloc[:64], dev.iloc[:16], params, {}, 0)
     assert all(torch.isfinite(p).all() for p in model.module.parameters())
     assert history["train_loss"][0]["value"] > 0
+    torch.manual_seed(0)  # the initial weights: the (scaled) steps were taken, not skipped
+    assert not torch.equal(SmallTransformer(model.config).head.weight, model.module.head.weight)
 
 
 def test_the_train_node_logs_the_activation_memory_checkpointing_saves(sets):
@@ -248,6 +269,12 @@ def test_the_train_node_logs_the_activation_memory_checkpointing_saves(sets):
         _, history, _ = train_text_classifier(train.iloc[:32], dev.iloc[:8], params, {}, 0)
         held[checkpointing] = history["activation_mb_per_step"]["value"]
     assert 0 < held[True] < 0.6 * held[False], held
+    short = train.iloc[:32].assign(body="tiny", subject="")  # other private rows: the figure must not move
+    _, again, _ = train_text_classifier(short, dev.iloc[:8], params, {}, 0)
+    assert again["activation_mb_per_step"]["value"] == held[True]
+    private = {**params, "privacy": {"refuse_signal_to_noise": 0, "min_signal_to_noise": 0}}
+    with pytest.raises(ParameterError, match="gradient_checkpointing with DP"):
+        train_text_classifier(train.iloc[:32], dev.iloc[:8], private, {}, 0)
 
 
 def test_a_model_too_large_for_the_memory_limit_is_refused_with_the_estimate(sets):

@@ -32,6 +32,7 @@ from torch import nn
 from frugalml.errors import ModelError
 
 Backend = Literal["auto", "banded", "flex", "dense"]
+FLEX_TILE = 128  # FlexAttention's default block mask tile (its CUDA kernels need tiles they divide)
 
 
 def _blocks(x: torch.Tensor, block: int) -> torch.Tensor:
@@ -129,23 +130,28 @@ def banded_window_attention(
 def flex_window_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor, *, windows: torch.Tensor, block: int
 ) -> torch.Tensor:
-    """FlexAttention with a block mask of ``windows`` (compiled on CUDA; the eager reference on CPU). The length is
-    padded to a whole number of blocks (padding is masked out), so batches trimmed to different lengths reuse a
-    few compiled shapes."""
+    """FlexAttention with a block mask of ``windows`` (compiled on CUDA; the eager reference on CPU). The mask's
+    tiles are FlexAttention's own (128 tokens, which its kernels need; the windows stay exact per token inside
+    them); the length is padded to whole tiles (padding masked out), so batches trimmed to different lengths reuse
+    a few compiled shapes. On CUDA the block mask itself is built compiled, never as a dense T x T mask."""
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     n, _, steps, _ = q.shape
-    pad = (-steps) % block
+    pad = (-steps) % FLEX_TILE
     if pad:
         q, k, v = (nn.functional.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
         key_mask = nn.functional.pad(key_mask, (0, pad), value=False)
     total = steps + pad
+    short = -(-total // block) - windows.shape[1]
+    if short > 0:  # padded queries (masked out) still index a window
+        windows = torch.cat([windows, windows[:, -1:].expand(-1, short)], dim=1)
     rows_all = torch.arange(n, device=q.device)
 
     def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
         return _allowed(windows, key_mask, q_idx, kv_idx, rows=rows_all[b], block=block)
 
-    block_mask = create_block_mask(mask_mod, n, None, total, total, device=q.device.type, BLOCK_SIZE=block)
+    block_mask = create_block_mask(mask_mod, n, None, total, total, device=q.device, BLOCK_SIZE=FLEX_TILE,
+                                   _compile=q.is_cuda)  # fmt: skip
     if q.is_cuda:
         out = _compiled_flex()(q, k, v, block_mask=block_mask)  # type: ignore[operator]
     else:

@@ -19,18 +19,20 @@ import torch
 from torch import nn
 
 
-def saved_bytes(module: nn.Module, forward: Callable[[], Any]) -> tuple[int, Any]:
-    """Bytes of the non-parameter tensors autograd saves while ``forward()`` runs, and its result.
+def saved_bytes(module: nn.Module, forward: Callable[[], Any], held: Sequence[torch.Tensor] = ()) -> tuple[int, Any]:
+    """Bytes of the non-parameter tensors autograd saves while ``forward()`` runs (plus the tensors ``held``
+    otherwise, e.g. checkpoint inputs kept by the checkpoint itself; each storage counted once), and its result.
 
     Args:
         module: The model (its parameters are not activations).
         forward: Runs the forward pass with grad enabled.
+        held: Tensors the step keeps outside autograd's saved tensors.
 
     Returns:
         (bytes, the forward's output).
     """
     params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    seen: dict[int, int] = {}
+    seen: dict[int, int] = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in held}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
@@ -44,20 +46,23 @@ def saved_bytes(module: nn.Module, forward: Callable[[], Any]) -> tuple[int, Any
 
 
 def peak_activation_bytes(
-    module: nn.Module, forward: Callable[[], Any], segments: Sequence[Callable[[], Any]] = ()
-) -> int:
-    """Activation bytes at the peak of a step: what ``forward`` saves, plus the largest of ``segments`` (the
-    checkpointed parts, each run alone as the backward pass recomputes it).
+    module: nn.Module, forward: Callable[[], Any], segments: Sequence[Callable[[], Any]] = (),
+    held: Sequence[torch.Tensor] = (),
+) -> int:  # fmt: skip
+    """Activation bytes at the peak of a step: what ``forward`` saves and the tensors ``held`` (the checkpoints'
+    inputs), plus the largest of ``segments`` (the checkpointed parts, each run alone as the backward pass
+    recomputes it).
 
     Args:
         module: The model.
         forward: The step's forward pass.
         segments: Forward passes of each checkpointed segment alone (none without checkpointing).
+        held: Tensors kept by the checkpoints themselves (their inputs), not among autograd's saved tensors.
 
     Returns:
         Bytes.
     """
-    outer, _ = saved_bytes(module, forward)
+    outer, _ = saved_bytes(module, forward, held)
     inner = max((saved_bytes(module, segment)[0] for segment in segments), default=0)
     return outer + inner
 
@@ -69,12 +74,14 @@ def transformer_activation_bytes(module: nn.Module, input_ids: torch.Tensor, att
     module.train()
     try:
         segments: list[Callable[[], Any]] = []
+        states: list[torch.Tensor] = []
         if getattr(module.config, "gradient_checkpointing", False):
             with torch.no_grad():
                 states = _block_inputs(module, input_ids, attention_mask)
             segments = [functools.partial(_run_block, block, x, attention_mask.bool())
                         for block, x in zip(cast(nn.ModuleList, module.blocks), states, strict=True)]  # fmt: skip
-        return peak_activation_bytes(module, lambda: module(input_ids, attention_mask), segments)
+        # each block's input is kept by its checkpoint (outside autograd's saved tensors): counted as held
+        return peak_activation_bytes(module, lambda: module(input_ids, attention_mask), segments, held=states)
     finally:
         module.train(was_training)
 

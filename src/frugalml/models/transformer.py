@@ -17,6 +17,7 @@ inputs for its per-sample norms, so checkpointing would save nothing there).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -58,6 +59,26 @@ class TransformerConfig:
     w_max: int = 256
     backend: str = "auto"  # dswa: auto (flex on CUDA, banded on CPU) | banded | flex | dense
     gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        """The checks of ``train.model.transformer`` again, for a config read back from a saved model.
+
+        Raises:
+            ValueError: Naming the first value that cannot describe a trained transformer.
+        """
+        problems = [
+            (self.num_classes >= 2, f"num_classes {self.num_classes} (at least 2)"),
+            (self.vocab >= 16 and self.max_tokens >= 8 and self.layers >= 1, "vocab, max_tokens or layers too small"),
+            (self.heads >= 1 and self.dim % self.heads == 0 and (self.dim // self.heads) % 2 == 0,
+             f"dim {self.dim} does not split into {self.heads} heads of an even width"),
+            (self.attention in ("dense", "dswa"), f"attention {self.attention!r} (dense or dswa)"),
+            (self.backend in ("auto", "banded", "flex", "dense"), f"backend {self.backend!r}"),
+            (1 <= self.w_min <= self.w_max and self.block >= 1, f"windows w_min {self.w_min}, w_max {self.w_max}"),
+            (0 <= self.dropout < 1, f"dropout {self.dropout}"),
+        ]  # fmt: skip
+        bad = [what for ok, what in problems if not ok]
+        if bad:
+            raise ValueError(f"transformer config: {'; '.join(bad)}")
 
 
 def tokenize(texts: list[str], vocab: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +147,8 @@ class SmallTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed = nn.Embedding(config.vocab, config.dim, padding_idx=PAD)
-        self.register_buffer("positions", sinusoids(config.max_tokens, config.dim), persistent=False)
+        # saved with the weights (a few hundred KB), so a config whose max_tokens or dim differs does not load
+        self.register_buffer("positions", sinusoids(config.max_tokens, config.dim))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.dim)
         self.head = nn.Linear(config.dim, config.num_classes)
@@ -198,7 +220,12 @@ class TransformerTextClassifier:
         """
         if metadata.get("format") != FORMAT:
             raise ValueError(f"unknown model format {metadata.get('format')!r}")
-        module = SmallTransformer(TransformerConfig(**metadata["model_config"]))
+        saved = dict(metadata.get("model_config") or {})
+        fields = {f.name for f in dataclasses.fields(TransformerConfig)}
+        if set(saved) != fields:
+            raise ValueError(f"the transformer's model_config must name exactly {sorted(fields)}; unexpected "
+                             f"{sorted(set(saved) - fields)}, missing {sorted(fields - set(saved))}")  # fmt: skip
+        module = SmallTransformer(TransformerConfig(**saved))
         try:
             module.load_state_dict(tensors)
         except RuntimeError as error:

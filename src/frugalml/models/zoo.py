@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from frugalml.errors import ModelError
 from frugalml.models.compression import FORMAT as COMPRESSED_FORMAT
 from frugalml.models.compression import CompressedClassifier
 from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
@@ -232,7 +233,17 @@ def transformer_config(config: Any, num_classes: int) -> TransformerConfig:
 
 @MODEL_KINDS.register("transformer")
 def build_transformer(request: BuildRequest) -> Built:
-    """A small encoder trained from scratch on hashed word tokens (dense or DSWA attention) -> mean -> linear."""
+    """A small encoder trained from scratch on hashed word tokens (dense or DSWA attention) -> mean -> linear.
+
+    Raises:
+        ModelError: FlexAttention asked for on a CPU (it has no backward pass there).
+    """
+    attention = request.config.model.transformer.attention
+    if attention.type == "dswa" and attention.backend == "flex" and request.device.type != "cuda":
+        raise ModelError(
+            f"attention.backend flex on {request.device.type}: FlexAttention has no backward pass on CPU (torch "
+            f"{torch.__version__}), so it cannot train there; use backend auto (banded SDPA on CPU) or banded"
+        )
     module = SmallTransformer(transformer_config(request.config, len(request.labels))).to(request.device)
     classifier = TransformerTextClassifier(module, text_columns=request.text_columns, labels=request.labels,
                                            label_names=request.label_names)  # fmt: skip

@@ -108,7 +108,8 @@ def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
         from frugalml.models.transformer import SmallTransformer
         from frugalml.models.zoo import transformer_config
 
-        module = SmallTransformer(transformer_config(config, num_classes))
+        with torch.device("meta"):  # counted, never allocated
+            module = SmallTransformer(transformer_config(config, num_classes))
     elif config.model.kind in (
         "pretrained",
         "hybrid",

@@ -218,16 +218,26 @@ def _parameter_groups(module: torch.nn.Module, config: TrainParams) -> list[dict
             {"params": module.encoder_parameters(), "lr": config.model.pretrained.resolve_encoder_lr()}]  # fmt: skip
 
 
-def activation_mb(run: _Setup, batch_size: int) -> float:
-    """MiB of activations one physical training step holds for its backward pass (measured on the first rows by
-    :mod:`frugalml.models.memory`; checkpointed blocks counted as the backward recomputes them)."""
+def activation_mb(run: _Setup, config: TrainParams, batch_size: int) -> float | None:
+    """MiB of activations one physical training step holds for its backward pass, on a made-up batch of the
+    physical size at the longest inputs (``max_tokens``), so the figure depends on the parameters only, never on
+    the private rows (:mod:`frugalml.models.memory`; checkpointed blocks counted as the backward recomputes them).
+    None for the kinds that read bag features (their activations are the (N, d) bag output)."""
     from frugalml.models.memory import saved_bytes, transformer_activation_bytes
     from frugalml.models.transformer import SmallTransformer
 
-    rows = np.arange(min(len(run.train_inputs), run.chunk or batch_size, batch_size))
-    inputs = run.train_inputs.take(rows, run.device)
+    rows = max(1, min(run.chunk or batch_size, batch_size))
+    sample = run.train_inputs
+    if sample.csr is not None:
+        return None
+    if sample.tokens is not None:
+        steps = config.model.transformer.max_tokens if isinstance(run.module, SmallTransformer) else \
+            config.model.pretrained.max_tokens  # fmt: skip
+        inputs: tuple[torch.Tensor, ...] = (torch.ones(rows, steps, dtype=torch.long, device=run.device),) * 2
+    else:
+        inputs = (torch.zeros(rows, *sample.dense.shape[1:], dtype=torch.float32, device=run.device),)  # type: ignore[union-attr]
     run.module.train()
-    with run.ctx:
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []), run.ctx:
         if isinstance(run.module, SmallTransformer):
             held = transformer_activation_bytes(run.module, *inputs)
         else:
@@ -235,30 +245,34 @@ def activation_mb(run: _Setup, batch_size: int) -> float:
     return held / 2**20
 
 
-def training_memory_mb(module: torch.nn.Module, activations_mb: float) -> float:
+def training_memory_mb(module: torch.nn.Module, activations_mb: float, *, private: bool) -> float:
     """Estimated MiB of a training step: every weight, plus a gradient and AdamW's two moments per trainable
-    weight, plus one physical step's activations."""
+    weight, plus one physical step's activations (twice under DP: the book-keeping step also holds each layer's
+    output gradient)."""
     weights = sum(p.numel() * p.element_size() for p in module.parameters())
     trainable = sum(p.numel() * p.element_size() for p in module.parameters() if p.requires_grad)
-    return (weights + 3 * trainable) / 2**20 + activations_mb
+    return (weights + 3 * trainable) / 2**20 + activations_mb * (2 if private else 1)
 
 
-def check_memory(module: torch.nn.Module, activations_mb: float, limit_mb: float | None) -> None:
+def check_memory(module: torch.nn.Module, activations_mb: float | None, config: TrainParams) -> None:
     """Refuse training whose estimate exceeds ``train.memory_limit_mb``, with the estimate and its parts.
 
     Raises:
         ParameterError: Above the limit.
     """
+    limit_mb = config.memory_limit_mb
     if limit_mb is None:
         return
-    estimate = training_memory_mb(module, activations_mb)
+    activations_mb = activations_mb or 0.0
+    estimate = training_memory_mb(module, activations_mb, private=config.privacy.enabled)
     if estimate > limit_mb:
         weights = sum(p.numel() for p in module.parameters())
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
         raise ParameterError(
             f"the model needs about {estimate:,.0f} MiB to train, above train.memory_limit_mb {limit_mb:,.0f}: "
             f"{weights:,} weights ({trainable:,} trainable, each with a gradient and two AdamW moments) and "
-            f"{activations_mb:,.0f} MiB of activations per physical step. Lower the physical batch "
+            f"{activations_mb:,.0f} MiB of activations per physical step at max_tokens"
+            f"{' (twice that under DP)' if config.privacy.enabled else ''}. Lower the physical batch "
             "(transformer.batch_size, pretrained.batch_size or privacy.max_physical_batch_size), max_tokens or the "
             "model's size, use adapters instead of full fine-tuning, or raise the limit"
         )
@@ -275,8 +289,9 @@ def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTrainin
             return module(*inputs.take(rows, device))  # type: ignore[no-any-return]
 
     for batch in batches:
-        if private:
-            stats = private.step(module, run.optimizer, forward, batch, run.y_train)
+        if private:  # in fp32: bf16 rounding of the clip factors could let a clipped gradient exceed the norm
+            stats = private.step(module, run.optimizer, lambda rows: module(*inputs.take(rows, device)), batch,
+                                 run.y_train)  # fmt: skip
             total, seen = total + stats["loss"] * len(batch), seen + len(batch)
             continue
         run.optimizer.zero_grad(set_to_none=True)
@@ -369,8 +384,8 @@ def train_text_classifier(  # noqa: PLR0917  # a Kedro node: its inputs come pos
         logger.info("train.batch_size auto: %d for %d training rows", batch_size, rows)
     private = PrivateTraining(config.privacy, rows=rows, batch_size=batch_size, epochs=config.epochs, seed=seed,
                               physical_batch_size=run.chunk) if config.privacy.enabled else None  # fmt: skip
-    held = activation_mb(run, batch_size)
-    check_memory(run.module, held, config.memory_limit_mb)
+    held = activation_mb(run, config, batch_size)
+    check_memory(run.module, held, config)
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(run.device)
     signal = None

@@ -263,8 +263,8 @@ class TrainParams(Strict):
     lr: float = Field(default=0.05, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     patience: int = Field(default=2, ge=1)
-    # autocast: auto (bf16 on CUDA with bf16 support, else fp32) | fp32 | bf16 | fp16 (with a GradScaler; not
-    # under DP, where per-sample norms of unscaled fp16 gradients would underflow: use bf16)
+    # autocast: auto (bf16 on CUDA with bf16 support, else fp32; the DP step always fp32) | fp32 | bf16 | fp16 (with
+    # a GradScaler); bf16/fp16 are refused under DP (rounded clip factors could exceed the clipping norm)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(default=None, gt=0)
@@ -287,10 +287,11 @@ class TrainParams(Strict):
 
     @model_validator(mode="after")
     def _private_features(self) -> TrainParams:
-        if self.privacy.enabled and self.precision == "fp16":
+        if self.privacy.enabled and self.precision in ("fp16", "bf16"):
             raise ValueError(
-                "precision fp16 with DP: fp16 training needs loss scaling, and the per-sample clipping of scaled "
-                "gradients is not built; use precision: bf16 (same speed on GPUs that have it) or fp32"
+                f"precision {self.precision} with DP: the DP step runs in fp32, because reduced-precision rounding of "
+                "the per-sample clip factors would let a clipped gradient exceed the clipping norm (the guarantee "
+                "epsilon rests on); use precision: auto (fp32 under DP) or fp32, or train without DP"
             )
         if self.privacy.enabled and self.model.kind == "transformer" and self.model.transformer.gradient_checkpointing:
             raise ValueError(
