@@ -484,3 +484,41 @@ def test_onnx_export_refuses_what_it_cannot_export(bag, sets, pretrained):
         export_onnx(bag, sets[1], int8=True)
     with pytest.raises(CompressionError, match="the ONNX check needs rows"):
         export_onnx(pretrained, sets[1].iloc[:0], int8=True)
+
+
+def test_the_onednn_probe_falls_back_and_says_why_where_the_kernel_is_missing(monkeypatch, caplog):
+    """A torch build or CPU without oneDNN's quantised Linear: the probe answers False with the reason logged, and
+    new static INT8 layers take the float32 path (whose results the test above checks against the kernel)."""
+    from frugalml.models.codecs import onednn_int8_available
+
+    def missing(*args: object) -> None:
+        raise NotImplementedError("Could not run 'onednn::qlinear_prepack' with arguments from the 'CPU' backend")
+
+    monkeypatch.setattr(torch.ops.onednn, "qlinear_prepack", missing)
+    onednn_int8_available.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="frugalml.models.codecs"):
+            assert onednn_int8_available() is False
+            code = encode(torch.randn(96, 64) * 0.1, "int8", name="w")
+            code.meta.update(static_input_meta(torch.randn(512, 64), "minmax"))
+            layer = StaticInt8Linear(code, None)
+        assert layer.integer is False and layer(torch.randn(2, 64)).shape == (2, 96)
+        assert "does not run here (NotImplementedError: Could not run 'onednn::qlinear_prepack'" in caplog.text
+    finally:
+        monkeypatch.undo()
+        onednn_int8_available.cache_clear()  # the next caller probes the real op again
+
+
+@pytest.mark.parametrize("shape", [(8, 16), (96, 16), (8, 64)])
+def test_a_narrow_static_int8_layer_uses_its_shared_scales(shape):
+    """Layers with fewer than 64 inputs share one weight scale across several channels (rows_per_group): the static
+    layer expands them, on the integer kernel and on the float32 path."""
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(*shape, generator=generator) * 0.1
+    code = encode(weight, "int8", name="w")
+    code.meta.update(static_input_meta(torch.randn(256, shape[1], generator=generator), "minmax"))
+    x = torch.randn(5, shape[1], generator=generator) * 0.8
+    for integer in (True, False):
+        layer = StaticInt8Linear(code, None)
+        layer.integer = layer.integer and integer
+        assert float((layer(x) - x @ weight.T).norm() / (x @ weight.T).norm()) < 0.03, (shape, integer)

@@ -465,7 +465,9 @@ class StaticInt8Linear(torch.nn.Module):
             )
         self.x_scale, self.x_zero = float(scale), zero
         self.register_buffer("q", code.parts["q"].contiguous())
-        self.register_buffer("w_scale", code.parts["scale"].float().contiguous())
+        # one scale per output channel (narrow layers share a scale across rows_per_group channels: expanded)
+        group_of_row = torch.arange(self.out_features) // int(code.meta.get("rows_per_group", 1))
+        self.register_buffer("w_scale", code.parts["scale"].float()[group_of_row].contiguous())
         self.register_buffer("bias", None if bias is None else bias.detach().float().contiguous())
         self.integer = onednn_int8_available()
         self._packed: torch.Tensor | None = None  # oneDNN's packed weight, made at the first call
