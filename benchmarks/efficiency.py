@@ -16,9 +16,12 @@ fine-tuning without DP, adapters under DP), ``transformer`` (from scratch at its
 DSWA attention), ``attention`` (one attention layer's forward at 2k/8k/16k tokens, dense SDPA vs DSWA; activation
 memory with and without gradient checkpointing at 2k tokens; bf16 autocast's speed-up of a training step). The
 GPU keys (``amp_speedup_gpu``, ``dswa_speedup_8k``/``16k`` with FlexAttention) are measured when CUDA is present,
-else null. Multi-task heads are not built: null.
+else null. ``multitask`` (the bag without and with DP, and the transformer, each with a second head for easy vs
+hard ham, from the corpus folder; spam rows have no label for it) runs beside the single-task bag and transformer
+(run by this part when their own parts are not): ``multitask_acc`` is the spam accuracy of the better multi-task
+model on dev, ``multitask_task`` its easy-vs-hard figures on the test set's ham rows.
 
-    python -m benchmarks.efficiency [--smoke] [--no-mlflow] [--parts zoo,finetune,transformer,attention]
+    python -m benchmarks.efficiency [--smoke] [--no-mlflow] [--parts zoo,finetune,transformer,attention,multitask]
 
 ``--smoke``: 400 e-mails, 32 tokens, one recipe and one epoch per model, short attention inputs, an in-memory
 cache (nothing written); the keys of the full-size figures (8k, 16k, 2k tokens) stay null.
@@ -50,9 +53,15 @@ from benchmarks._common import (
     validated_emails,
 )
 from frugalml.models.fine_tune import trainable_share
+from frugalml.models.multitask import model_tasks
+from frugalml.nodes.evaluate.tasks import task_reports
 
 console = Console(stderr=True)
-PARTS = ("zoo", "finetune", "transformer", "attention")
+PARTS = ("zoo", "finetune", "transformer", "attention", "multitask")
+#: the corpus' second task for the multitask part: easy vs hard ham, from the folder (spam rows have no label for it)
+DIFFICULTY = {"name": "difficulty", "column": "group", "labels": ["easy", "hard"],
+              "map": {"easy-ham*": "easy", "hard-ham*": "hard"}, "weight": 0.5}  # fmt: skip
+MULTITASK = {"multitask": {"tasks": [DIFFICULTY]}}
 #: a benchmark name -> the train.model parameters it sets (and the part that runs it)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "ngram_bag": ("zoo", {"kind": "ngram_bag"}),
@@ -62,9 +71,13 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("finetune", {"kind": "pretrained", "pretrained": {"fine_tuning": "full"}}),
     "transformer": ("transformer", {"kind": "transformer"}),
     "transformer_dswa": ("transformer", {"kind": "transformer", "transformer": {"attention": {"type": "dswa"}}}),
+    "multitask_bag": ("multitask", {"kind": "ngram_bag"}),
+    "multitask_transformer": ("multitask", {"kind": "transformer"}),
 }
+#: the single-task runs the multitask part compares with (run by it when their own part is not)
+MULTITASK_BASELINES = {"multitask_bag": "ngram_bag", "multitask_transformer": "transformer"}
 #: which non-private runs a private one is compared with (utility_ratio_eps1: "the same family")
-FAMILY = {"adapters": "fine_tuned", "full": "fine_tuned", "transformer_dswa": "transformer"}
+FAMILY = {"adapters": "fine_tuned", "full": "fine_tuned", "transformer_dswa": "transformer", **MULTITASK_BASELINES}
 FINE_TUNE = {"epochs": 2, "patience": 2, "batch_size": 32, "lr": 0.05}  # the docs/models.md probe's recipe
 # the transformer's defaults (batch 256: 17 steps an epoch) reached dev 0.70 after an epoch; batch 32 for 3 epochs
 # dev 0.98 (two probes on the full corpus, docs/models.md)
@@ -84,8 +97,10 @@ CANDIDATES: dict[tuple[str, bool], list[dict[str, Any]]] = {
     ("adapters", True): [{"epochs": 2, "batch_size": 128, "lr": 0.01}],
     ("transformer", False): [TRANSFORMER],
     ("transformer_dswa", False): [TRANSFORMER],
+    ("multitask_bag", False): [MULTITASK],
+    ("multitask_bag", True): [MULTITASK],
+    ("multitask_transformer", False): [{**TRANSFORMER, **MULTITASK}],
 }
-NOT_BUILT = ("multitask_acc",)  # reported as null: not built (issue 17)
 
 
 def _accuracy(model: Any, frame: pd.DataFrame) -> float:
@@ -118,10 +133,12 @@ def train_one(sets: dict[str, pd.DataFrame], kind: str, private: bool, *, recipe
     inputs = {"train_set_checked": sets["train_labelled"], "dev_labelled": sets["dev_labelled"], "encoder_cache": store}
     out = run_slice("train", inputs, ["text_classifier", "privacy_report"], {"train": train_params})
     model, report = out["text_classifier"], out["privacy_report"]
+    tasks = {side: task_reports(model, sets[name], "email_id") for side, name in (("dev", "dev_labelled"),
+             ("test", "test_gold"))} if model_tasks(model) else None  # fmt: skip
     return {"kind": kind, "private": private, "recipe": recipe, "dev": _accuracy(model, sets["dev_labelled"]),
             "test": _accuracy(model, sets["test_gold"]), "epsilon": round(report["epsilon"], 3) if private else None,
-            "seconds": round(time.perf_counter() - started, 1),
-            "trainable_share": trainable_share(model.module)}  # fmt: skip
+            "seconds": round(time.perf_counter() - started, 1), "trainable_share": trainable_share(model.module),
+            **({"tasks": tasks} if tasks else {})}  # fmt: skip
 
 
 def embed_rate(frame: pd.DataFrame, tokens: int | None, count: int) -> float:
@@ -239,8 +256,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: C901, PLR091
     sets = split(validated_emails(emails), {"split": {"gold_dev_size": 0}})
     store = EmbeddingStore(None if args.smoke else REPO / "data" / "04_feature" / "encoder_cache")
     runs = []
+    baselines = set(MULTITASK_BASELINES.values()) if "multitask" in parts else set()
     for (kind, private), recipes in CANDIDATES.items():
-        if MODELS[kind][0] not in parts:
+        if MODELS[kind][0] not in parts and kind not in baselines:
             continue
         for recipe in recipes[:1] if args.smoke else recipes:
             smoke = {"epochs": 1} if args.smoke and MODELS[kind][0] != "zoo" else {}
@@ -276,6 +294,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: C901, PLR091
             speed["gpu"] = speed_gpu
             amp_gpu = amp_speedup("cuda", 512)
     adapters, full = _best_of(runs, ("adapters",), False), _best_of(runs, ("full",), False)
+    multitask = _best_of(runs, tuple(MULTITASK_BASELINES), False)
+    single = _best_of(runs, (MULTITASK_BASELINES[multitask["kind"]],), False) if multitask else None
+    multitask_dp = _best_of(runs, tuple(MULTITASK_BASELINES), True)
     dense, dswa = _best_of(runs, ("transformer",), False), _best_of(runs, ("transformer_dswa",), False)
     figures: dict[str, Any] = {
         "bag_acc": _test(_best_of(runs, ("ngram_bag",), False)),
@@ -308,7 +329,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:  # noqa: C901, PLR091
         "attention_seconds": speed or None,
         "amp_speedup_cpu": amp_cpu,
         "amp_speedup_gpu": amp_gpu,
-        **dict.fromkeys(NOT_BUILT),
+        "multitask_acc": _test(multitask),
+        "multitask_kind": multitask["kind"] if multitask else None,
+        "multitask_single_acc": _test(single),
+        "multitask_vs_single_points": round(100 * (multitask["test"] - single["test"]), 2)
+        if multitask and single
+        else None,
+        "multitask_task": multitask["tasks"]["test"]["difficulty"] if multitask else None,
+        "multitask_dp_acc": _test(multitask_dp),
+        "multitask_dp_task": multitask_dp["tasks"]["test"]["difficulty"] if multitask_dp else None,
         "parts": parts,
         "runs": runs,
         "smoke": args.smoke,

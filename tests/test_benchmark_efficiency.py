@@ -32,9 +32,16 @@ def test_efficiency_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
     assert figures["utility_ratio_eps1"] == pytest.approx(figures["dp_acc_eps1"] / figures["nonprivate_acc"], abs=1e-3)
     assert figures["embed_emails_per_s_cpu"] > 0
     assert {r["kind"] for r in figures["runs"]} == {"ngram_bag", "pretrained", "hybrid", "adapters", "full",
-                                                   "transformer", "transformer_dswa"}  # fmt: skip
+                                                   "transformer", "transformer_dswa", "multitask_bag",
+                                                   "multitask_transformer"}  # fmt: skip
     assert all(0 < r["epsilon"] <= 1.0 + 1e-6 for r in figures["runs"] if r["private"])
-    assert figures["multitask_acc"] is None  # not built: null, never faked
+    assert is_fraction(figures["multitask_acc"]) and is_fraction(figures["multitask_dp_acc"])
+    single = {"multitask_bag": "ngram_bag", "multitask_transformer": "transformer"}[figures["multitask_kind"]]
+    assert (
+        figures["multitask_single_acc"] == figures[{"ngram_bag": "bag_acc", "transformer": "transformer_acc"}[single]]
+    )
+    task = figures["multitask_task"]
+    assert task["rows"] > 0 and is_fraction(task["accuracy"]) and is_fraction(task["majority_baseline_accuracy"])
     # measured at full size only, or on a GPU only: null in a smoke run without one
     for key in ("checkpointing_mem_ratio", "dswa_speedup_8k_cpu", "dswa_speedup_8k", "amp_speedup_gpu"):
         assert figures[key] is None, key

@@ -90,3 +90,11 @@ def test_a_new_stage_registers_its_block_and_gets_the_same_checks():
         PARAMETER_BLOCKS.remove("compress_demo")
     with pytest.raises(ParameterError, match="unknown parameter 'compress_demo'"):
         validate_parameters({**merged(), "compress_demo": {"bits": 4}})
+
+
+def test_duplicate_class_names_are_refused():
+    """Each name labels a class and a served model's probability_<name> column: two equal names would collide."""
+    from frugalml.params import DataSchema
+
+    with pytest.raises(ParameterError, match="label_names must be distinct"):
+        parse_params(DataSchema, {"labels": [0, 1], "label_names": ["ham", "ham"]}, name="data")

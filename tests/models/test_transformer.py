@@ -171,7 +171,24 @@ def test_gradient_checkpointing_keeps_the_gradients_and_holds_fewer_activations(
         held.append(transformer_activation_bytes(module, ids, mask))
     for plain, recomputed in zip(*grads, strict=True):
         torch.testing.assert_close(plain, recomputed)
-    assert held[1] < 0.5 * held[0], held  # 4 blocks: the inputs plus one block, against all four
+    assert held[1] < 0.5 * held[0], held  # 4 blocks: the 8 sublayer inputs plus one sublayer, against all four
+
+
+def test_a_checkpoint_input_is_an_autograd_saved_tensor_so_the_forward_count_has_it():
+    """What the activation count relies on: a non-reentrant checkpoint saves its input through autograd's saved
+    tensors (seen by the counting hooks), so counting it again as held would count it twice."""
+    layer = torch.nn.Linear(64, 64)
+    x = torch.randn(32, 64, requires_grad=True)
+    seen = set()
+
+    def pack(tensor):
+        seen.add(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        h = x * 2  # a scalar product saves nothing itself
+        torch.utils.checkpoint.checkpoint(lambda a: torch.nn.functional.gelu(layer(a)), h, use_reentrant=False)
+    assert h.untyped_storage().data_ptr() in seen and len(seen) == 1  # the input only: the inside is recomputed
 
 
 @pytest.mark.parametrize(

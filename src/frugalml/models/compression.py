@@ -433,6 +433,11 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
+    if getattr(model, "tasks", None):
+        raise CompressionError(
+            f"compressing a multi-task model (tasks {[task.name for task in model.tasks]}) is not built yet: the "
+            "compressed artifact holds one head; train without train.multitask.tasks, or set compress.enabled: false"
+        )
     if getattr(model, "kind", None) == "transformer":
         raise CompressionError(
             "compressing the transformer kind is not built yet (the compress stage covers the n-gram bag and the "

@@ -4,7 +4,8 @@ CPU allocators keep no peak counter torch can read, and process RSS moves with t
 frugalml counts the tensors autograd saves for backward (``torch.autograd.graph.saved_tensors_hooks``), each
 storage once and parameters excluded: that is the activation memory a step holds when its forward pass ends,
 the peak of activations in an ordinary step. With gradient checkpointing the forward keeps only each segment's
-input; the backward then recomputes one segment at a time, so the peak is the saved inputs plus the largest
+input (a non-reentrant checkpoint saves it as an autograd saved tensor, so the forward's count includes it); the
+backward then recomputes one segment at a time, so the peak is the forward's saved tensors plus the largest
 segment's own saved tensors (measured by running that segment alone). On CUDA,
 ``torch.cuda.max_memory_allocated`` gives the allocator's peak as well.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,34 +70,36 @@ def peak_activation_bytes(
 
 def transformer_activation_bytes(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
     """:func:`peak_activation_bytes` of a :class:`~frugalml.models.transformer.SmallTransformer` step on a batch
-    (its blocks are the segments when ``gradient_checkpointing`` is on)."""
+    (its blocks' sublayers, attention and feed-forward, are the segments when ``gradient_checkpointing`` is on)."""
     was_training = module.training
     module.train()
     try:
         segments: list[Callable[[], Any]] = []
-        states: list[torch.Tensor] = []
         if getattr(module.config, "gradient_checkpointing", False):
             with torch.no_grad():
-                states = _block_inputs(module, input_ids, attention_mask)
-            segments = [functools.partial(_run_block, block, x, attention_mask.bool())
-                        for block, x in zip(cast(nn.ModuleList, module.blocks), states, strict=True)]  # fmt: skip
-        # each block's input is kept by its checkpoint (outside autograd's saved tensors): counted as held
-        return peak_activation_bytes(module, lambda: module(input_ids, attention_mask), segments, held=states)
+                pairs = _segment_inputs(module, input_ids, attention_mask)
+            segments = [functools.partial(_run_segment, segment, x) for segment, x in pairs]
+        # a non-reentrant checkpoint saves its input as an autograd saved tensor, so the outer forward's count has
+        # it already (tested): adding ``states`` as held would count every segment input twice
+        return peak_activation_bytes(module, lambda: module(input_ids, attention_mask), segments)
     finally:
         module.train(was_training)
 
 
-def _run_block(block: nn.Module, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    """One block on its (detached) input, as the backward pass recomputes it."""
-    return block(x.detach().requires_grad_(True), key_mask)  # type: ignore[no-any-return]
+def _run_segment(segment: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """One checkpointed segment on its (detached) input, as the backward pass recomputes it."""
+    return segment(x.detach().requires_grad_(True))
 
 
-def _block_inputs(module: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-    """Each block's input states (the checkpoints' saved tensors)."""
+def _segment_inputs(
+    module: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> list[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]]:
+    """Each checkpoint segment (a block's sublayer) with its input states, to run it alone as the backward does."""
     key_mask = attention_mask.bool()
     x = module.embed_tokens(input_ids)
-    states = []
+    pairs = []
     for block in module.blocks:
-        states.append(x)
-        x = block(x, key_mask)
-    return states
+        for segment in block.sublayers(key_mask):
+            pairs.append((segment, x))
+            x = segment(x)
+    return pairs

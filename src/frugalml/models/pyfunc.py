@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from frugalml.errors import ModelArtifactError
 from frugalml.models.encoder import sha256_of
+from frugalml.models.multitask import model_tasks, predict_task_proba
 from frugalml.models.zoo import Classifier, load_classifier
 
 WEIGHTS_FILE = "model.safetensors"
@@ -66,6 +67,8 @@ def save_text_classifier(model: Classifier, directory: str | Path) -> None:
         write_extra(directory)
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METADATA_FILE)
     metadata = {**model.metadata(), "files": {p.relative_to(directory).as_posix(): sha256_of(p) for p in files}}
+    if model_tasks(model):
+        metadata["tasks"] = [task.to_json() for task in model_tasks(model)]
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
 
 
@@ -89,7 +92,8 @@ class TextClassifierPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[name-defi
             params: Unused.
 
         Returns:
-            ``label`` and one ``probability_<label name>`` column per class.
+            ``label`` and one ``probability_<label name>`` column per class (a multi-task model adds
+            ``<task>_label`` and ``<task>_probability_<name>`` per task).
         """
         return predict_frame(self.model, model_input)
 
@@ -108,4 +112,9 @@ def predict_frame(model: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     names = model.label_names or [str(label) for label in model.labels]
     out = pd.DataFrame({f"probability_{name}": probabilities[:, k] for k, name in enumerate(names)})
     out.insert(0, "label", [model.labels[k] for k in probabilities.argmax(axis=1)])
+    for task in model_tasks(model):  # a multi-task model: <task>_label and <task>_probability_<name> per task
+        task_probabilities = predict_task_proba(model, frame, task.name)
+        out[f"{task.name}_label"] = [task.labels[k] for k in task_probabilities.argmax(axis=1)]
+        for k, name in enumerate(task.names):
+            out[f"{task.name}_probability_{name}"] = task_probabilities[:, k]
     return out

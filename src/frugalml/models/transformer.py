@@ -18,11 +18,13 @@ inputs for its per-sample norms, so checkpointing would save nothing there).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -133,10 +135,21 @@ class Block(nn.Module):
             mixed = full_attention(q, k, v, key_mask)
         return self.out(mixed.transpose(1, 2).reshape(n, steps, dim))
 
+    def mix(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        """The attention sublayer with its residual: (N, T, D) -> (N, T, D)."""
+        return x + self.drop(self.attend(self.attn_norm(x), key_mask))
+
+    def feed(self, x: torch.Tensor) -> torch.Tensor:
+        """The feed-forward sublayer with its residual: (N, T, D) -> (N, T, D)."""
+        return x + self.drop(self.ffn_out(nn.functional.gelu(self.ffn_in(self.ffn_norm(x)))))
+
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         """(N, T, D) -> (N, T, D)."""
-        x = x + self.drop(self.attend(self.attn_norm(x), key_mask))
-        return x + self.drop(self.ffn_out(nn.functional.gelu(self.ffn_in(self.ffn_norm(x)))))
+        return self.feed(self.mix(x, key_mask))
+
+    def sublayers(self, key_mask: torch.Tensor) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+        """The block as its two checkpoint segments, in order (attention, feed-forward)."""
+        return [functools.partial(self.mix, key_mask=key_mask), self.feed]
 
 
 class SmallTransformer(nn.Module):
@@ -162,11 +175,13 @@ class SmallTransformer(nn.Module):
         """(N, T) ids and mask -> (N, C) logits."""
         key_mask = attention_mask.bool()
         x = self.embed_tokens(input_ids)
+        recompute = self.config.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                x = checkpoint(block, x, key_mask, use_reentrant=False)
-            else:
+            if not recompute:
                 x = block(x, key_mask)
+                continue
+            for sublayer in cast(Block, block).sublayers(key_mask):  # one checkpoint each: the backward holds one
+                x = checkpoint(sublayer, x, use_reentrant=False)
         weights = key_mask.unsqueeze(-1).to(x.dtype)
         pooled = (self.norm(x) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return self.head(pooled)

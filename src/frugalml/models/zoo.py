@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ from frugalml.models.feature_head import EncoderTextClassifier, FeatureHeadClass
 from frugalml.models.fine_tune import FORMAT as FINE_TUNED_FORMAT
 from frugalml.models.fine_tune import AdapterSpec, FineTuneConfig, FineTunedTextClassifier, build_module
 from frugalml.models.hashing import HashingConfig, HashingFeaturizer
+from frugalml.models.multitask import MultiHead, TaskSpec, attach_task_heads, split_task_tensors
 from frugalml.models.ngram_bag import NgramBagClassifier, TextClassifier, fit_idf, tfidf_weights
 from frugalml.models.transformer import FORMAT as TRANSFORMER_FORMAT
 from frugalml.models.transformer import SmallTransformer, TransformerConfig, TransformerTextClassifier
@@ -102,7 +103,20 @@ def load_classifier(metadata: dict[str, Any], tensors: dict[str, torch.Tensor], 
     loader = MODEL_FORMATS.get(str(metadata.get("format")))
     if loader is None:
         raise ValueError(f"unknown model format {metadata.get('format')!r}; known: {sorted(MODEL_FORMATS)}")
-    return loader(metadata, tensors)
+    tasks = [TaskSpec.from_json(entry) for entry in metadata.get("tasks") or []]
+    if not tasks:
+        return loader(metadata, tensors)
+    base, heads = split_task_tensors(tensors)  # the kind's loader reads the main head as a single-task model's
+    classifier = loader(metadata, base)
+    attach_task_heads(classifier.module, tasks)
+    try:
+        cast(MultiHead, classifier.module.head).tasks.load_state_dict(heads)
+    except RuntimeError as error:
+        raise ValueError(f"the saved task heads do not fit the tasks {[t.name for t in tasks]}: {str(error)[:300]}") \
+            from error  # fmt: skip
+    classifier.tasks = tasks
+    classifier.module.eval()
+    return classifier
 
 
 def hashing_config(config: Any) -> HashingConfig:
@@ -121,6 +135,12 @@ def _bag_features(request: BuildRequest) -> tuple[HashingConfig, np.ndarray | No
     return hashing, idf, tfidf_weights(counts, idf, sublinear=request.config.features.sublinear_tf)
 
 
+def _width_classes(request: BuildRequest) -> int:
+    """C, plus K_t - 1 per extra task (``train.multitask``): the bag width ``auto`` gives is C - 1 + sum(K_t - 1), so
+    each task's head reads a shared bag of the rank its own linear model needs."""
+    return len(request.labels) + request.config.multitask.extra_width()
+
+
 @MODEL_KINDS.register("ngram_bag")
 def build_ngram_bag(request: BuildRequest) -> Built:
     """Hashed word and character n-grams -> EmbeddingBag (width C - 1 by default) -> linear head."""
@@ -128,7 +148,7 @@ def build_ngram_bag(request: BuildRequest) -> Built:
     hashing, idf, x_train = _bag_features(request)
     model_config: dict[str, Any] = {
         "buckets": config.features.buckets,
-        "embedding_dim": config.model.resolve_embedding_dim(len(request.labels)),
+        "embedding_dim": config.model.resolve_embedding_dim(_width_classes(request)),
         "num_classes": len(request.labels),
         "hidden_dim": config.model.hidden_dim,
         "dropout": config.model.dropout,
@@ -158,7 +178,7 @@ def _build_feature_head(request: BuildRequest, *, with_bag: bool) -> Built:
         "num_classes": len(request.labels),
         "encoder_dim": encoder_dim,
         "buckets": config.features.buckets if with_bag else 0,
-        "bag_dim": config.model.resolve_embedding_dim(len(request.labels)) if with_bag else 0,
+        "bag_dim": config.model.resolve_embedding_dim(_width_classes(request)) if with_bag else 0,
         "hidden_dim": config.model.hidden_dim,
         "dropout": config.model.dropout,
     }

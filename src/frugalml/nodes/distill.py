@@ -120,7 +120,7 @@ def distillation_set(  # noqa: PLR0917  # a Kedro node: its inputs come position
 
 def student_params(train_params: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The student's ``train`` block: ``train``'s settings with ``distill.train`` over them, the model
-    ``distill.student``, soft targets, and ``train.privacy`` unchanged.
+    ``distill.student``, soft targets, one task (``train.multitask`` dropped), and ``train.privacy`` unchanged.
 
     Args:
         train_params: ``params:train``.
@@ -133,6 +133,7 @@ def student_params(train_params: dict[str, Any], params: dict[str, Any]) -> dict
     merged = deep_merge(train_params or {}, config.train)
     merged["model"] = config.student.model_dump()
     merged["targets"] = "soft"
+    merged["multitask"] = {"tasks": []}  # the student learns the teacher's main task only (pool rows lack task labels)
     parse_params(TrainParams, merged, name="distill.train")
     return merged
 

@@ -11,7 +11,7 @@ import copy
 import logging
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,15 @@ from tqdm.auto import tqdm
 from frugalml.errors import EmptyDatasetError, ModelError, ParameterError, SchemaError
 from frugalml.models.embedding_store import EmbeddingStore, shared_memory_store
 from frugalml.models.feature_head import RowInputs
+from frugalml.models.multitask import (
+    ALL_OUTPUTS,
+    MultiTaskLoss,
+    TaskSpec,
+    TaskTargets,
+    attach_task_heads,
+    task_output,
+    task_targets,
+)
 from frugalml.models.zoo import MODEL_KINDS, BuildRequest
 from frugalml.nodes.preflight import check_dp_signal, check_training_rows, max_training_rows
 from frugalml.params import DataSchema, TrainParams, parse_params
@@ -134,18 +143,66 @@ def soft_targets(frame: pd.DataFrame, schema: DataSchema, y: np.ndarray) -> np.n
     return targets
 
 
-def _dev_loss(run: _Setup) -> tuple[float, float]:
-    """Dev loss and accuracy (in chunks of ``run.chunk`` rows when the model re-runs an encoder)."""
+def _dev_loss(run: _Setup) -> tuple[float, float, dict[str, float]]:
+    """Dev loss and accuracy of the main task (in chunks of ``run.chunk`` rows when the model re-runs an encoder),
+    and each extra task's dev accuracy (``dev_task_<name>_accuracy``, on its labelled dev rows)."""
     run.module.eval()
     size = run.chunk or max(len(run.dev_inputs), 1)
     logits = []
-    with torch.no_grad(), run.ctx:
+    with torch.no_grad(), run.ctx, task_output(run.module, ALL_OUTPUTS):
         for start in range(0, len(run.dev_inputs), size):
             logits.append(run.module(*run.dev_inputs.take(slice(start, start + size), run.device)).float())
     joined = torch.cat(logits)
-    loss = torch.nn.functional.cross_entropy(joined, run.y_dev).item()
-    accuracy = (joined.argmax(dim=1) == run.y_dev).float().mean().item()
-    return loss, accuracy
+    classes = len(run.classifier.labels)
+    main = joined[:, :classes]
+    loss = torch.nn.functional.cross_entropy(main, run.y_dev).item()
+    accuracy = (main.argmax(dim=1) == run.y_dev).float().mean().item()
+    extra: dict[str, float] = {}
+    start = classes
+    for t, task in enumerate(run.tasks):
+        part, labels = joined[:, start : start + len(task.labels)], run.dev_tasks[:, t]  # type: ignore[index]
+        start += len(task.labels)
+        known = labels >= 0
+        if known.any():
+            extra[f"dev_task_{task.name}_accuracy"] = (part[known].argmax(dim=1) == labels[known]).float().mean().item()
+    return loss, accuracy, extra
+
+
+def _per_sample_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+
+
+def _task_labels(
+    train: pd.DataFrame, dev: pd.DataFrame, tasks: list[TaskSpec], schema: DataSchema
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, T) class indices of the extra tasks for the training and dev rows (-1: no label), checked before any
+    model is built.
+
+    Raises:
+        SchemaError: A task reads the main label or a text column, its column is missing or holds undeclared values.
+        EmptyDatasetError: A task's class has no training row.
+    """
+    own = {schema.label_column: "the main label column (data.label_column)", **{
+        column: "a text column (data.text_columns)" for column in schema.text_columns}}  # fmt: skip
+    columns: list[list[np.ndarray]] = [[], []]
+    for task in tasks:
+        if task.column in own:
+            raise SchemaError(
+                f"task {task.name!r} reads column {task.column!r}, {own[task.column]}; name another column"
+            )
+        for side, (frame, where) in enumerate(((train, "the training rows"), (dev, "the dev rows"))):
+            columns[side].append(task_targets(frame, task, where=where, id_column=schema.id_column))
+        seen = set(np.unique(columns[0][-1]).tolist())
+        missing = [task.labels[k] for k in range(len(task.labels)) if k not in seen]
+        if missing:
+            raise EmptyDatasetError(
+                f"task {task.name!r}: the training rows have no row of label(s) {missing} (column {task.column!r}"
+                f"{', through its map' if task.mapping else ''}); every declared label needs training rows"
+            )
+    return tuple(
+        np.stack(side, axis=1) if side else np.zeros((len(frame), 0), dtype=np.int64)  # type: ignore[return-value]
+        for side, frame in zip(columns, (train, dev), strict=True)
+    )
 
 
 @dataclass
@@ -163,6 +220,9 @@ class _Setup:
     device: torch.device
     chunk: int | None = None  # rows per forward pass (gradient accumulation); None: a batch at once
     scaler: Any = None  # torch.amp.GradScaler under fp16 autocast (loss scaling against fp16 underflow)
+    loss: Any = _per_sample_cross_entropy  # (logits, targets) -> (N,) per-sample losses
+    tasks: list[TaskSpec] = field(default_factory=list)  # train.multitask's extra tasks
+    dev_tasks: torch.Tensor | None = None  # (N_dev, T) their dev class indices (-1: no label)
 
 
 def _setup(
@@ -179,18 +239,25 @@ def _setup(
     missing = sorted(set(range(len(schema.labels))) - set(np.unique(y_train)))
     if missing:
         raise EmptyDatasetError(f"training data has no rows of label(s) {[schema.labels[i] for i in missing]}")
+    tasks = config.multitask.specs()
+    task_train, task_dev = _task_labels(train, dev, tasks, schema)  # before the (expensive) build
     request = BuildRequest(train, dev, config, list(schema.text_columns), list(schema.labels),
                            list(schema.label_names), device, store or shared_memory_store())  # fmt: skip
     built = MODEL_KINDS.get(config.model.kind)(request)
+    attach_task_heads(built.module, tasks)
+    built.classifier.tasks = tasks
     check_dp_compatible(built.module)
     y_dev = torch.from_numpy(encode_labels(dev[schema.label_column], schema)).to(device)
-    targets = soft_targets(train, schema, y_train) if config.targets == "soft" else y_train
+    main = torch.from_numpy(soft_targets(train, schema, y_train) if config.targets == "soft" else y_train).to(device)
+    targets: Any = TaskTargets(main, torch.from_numpy(task_train).to(device)) if tasks else main
+    loss = MultiTaskLoss(len(schema.labels), tasks, config.multitask.main_weight) if tasks else \
+        _per_sample_cross_entropy  # fmt: skip
     optimizer = torch.optim.AdamW(_parameter_groups(built.module, config), lr=config.lr,
                                   weight_decay=config.weight_decay)  # fmt: skip
     scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
-    return _Setup(built.classifier, built.module, built.train_inputs, torch.from_numpy(targets).to(device),
-                  built.dev_inputs, y_dev, optimizer, autocast_context(config.precision, device), device,
-                  physical_batch_size(config), scaler)  # fmt: skip
+    return _Setup(built.classifier, built.module, built.train_inputs, targets, built.dev_inputs, y_dev, optimizer,
+                  autocast_context(config.precision, device), device, physical_batch_size(config), scaler, loss,
+                  tasks, torch.from_numpy(task_dev).to(device))  # fmt: skip
 
 
 def physical_batch_size(config: TrainParams) -> int | None:
@@ -288,28 +355,34 @@ def _train_epoch(run: _Setup, batches: list[np.ndarray], private: PrivateTrainin
         with run.ctx:
             return module(*inputs.take(rows, device))  # type: ignore[no-any-return]
 
-    for batch in batches:
-        if private:  # in fp32: bf16 rounding of the clip factors could let a clipped gradient exceed the norm
-            stats = private.step(module, run.optimizer, lambda rows: module(*inputs.take(rows, device)), batch,
-                                 run.y_train)  # fmt: skip
-            total, seen = total + stats["loss"] * len(batch), seen + len(batch)
-            continue
-        run.optimizer.zero_grad(set_to_none=True)
-        size = run.chunk or max(len(batch), 1)
-        for start in range(0, len(batch), size):  # gradient accumulation: the mean over the whole batch
-            rows = batch[start : start + size]
-            loss = torch.nn.functional.cross_entropy(forward(rows).float(), run.y_train[rows]) * (
-                len(rows) / len(batch)
-            )
-            (run.scaler.scale(loss) if run.scaler else loss).backward()
-            total += loss.item() * len(batch)
-        if run.scaler:
-            run.scaler.step(run.optimizer)
-            run.scaler.update()
-        else:
-            run.optimizer.step()
-        seen += len(batch)
+    with task_output(module, ALL_OUTPUTS):  # a multi-task model trains every head (one loss per row)
+        for batch in batches:
+            if private:  # in fp32: bf16 rounding of the clip factors could let a clipped gradient exceed the norm
+                stats = private.step(module, run.optimizer, lambda rows: module(*inputs.take(rows, device)), batch,
+                                     run.y_train, loss=run.loss)  # fmt: skip
+                total, seen = total + stats["loss"] * len(batch), seen + len(batch)
+                continue
+            total += _plain_step(run, forward, batch)
+            seen += len(batch)
     return total / max(seen, 1)
+
+
+def _plain_step(run: _Setup, forward: Any, batch: np.ndarray) -> float:
+    """One AdamW step on ``batch`` (in physical chunks, gradients accumulated); the batch's summed loss."""
+    total = 0.0
+    run.optimizer.zero_grad(set_to_none=True)
+    size = run.chunk or max(len(batch), 1)
+    for start in range(0, len(batch), size):  # gradient accumulation: the mean over the whole batch
+        rows = batch[start : start + size]
+        loss = run.loss(forward(rows).float(), run.y_train[rows]).mean() * (len(rows) / len(batch))
+        (run.scaler.scale(loss) if run.scaler else loss).backward()
+        total += loss.item() * len(batch)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    return total
 
 
 def _fit(
@@ -324,8 +397,8 @@ def _fit(
     for epoch in epochs:
         batches = private.batches(rng) if private else _shuffled_batches(rng, rows, batch_size)
         train_loss = _train_epoch(run, batches, private)
-        dev_loss, dev_accuracy = _dev_loss(run)
-        figures = {"train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": dev_accuracy}
+        dev_loss, dev_accuracy, task_figures = _dev_loss(run)
+        figures = {"train_loss": train_loss, "dev_loss": dev_loss, "dev_accuracy": dev_accuracy, **task_figures}
         for key, value in {**figures, **(private.epoch_metrics() if private else {})}.items():
             curves.setdefault(key, []).append((epoch, value))
         epochs.set_postfix(dev_loss=f"{dev_loss:.4f}", dev_acc=f"{dev_accuracy:.4f}")

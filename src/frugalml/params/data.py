@@ -32,6 +32,11 @@ class DataSchema(Strict):
             raise ValueError(f"labels must be distinct, got {self.labels}")
         if self.label_names and len(self.label_names) != len(self.labels):
             raise ValueError("label_names must have one name per label")
+        if len(set(self.label_names)) != len(self.label_names):
+            raise ValueError(
+                f"label_names must be distinct (each names a class, and a probability_<name> column of the served "
+                f"model), got {self.label_names}"
+            )
         if self.positive_label not in self.labels:
             raise ValueError(f"positive_label {self.positive_label} is not in labels {self.labels}")
         return self

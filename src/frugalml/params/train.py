@@ -247,6 +247,55 @@ class PrivacyParams(Strict):
         return self
 
 
+class TaskParams(Strict):
+    """One extra task of a multi-task model (docs/models.md#multi-task): a label column, its declared labels, optional
+    shell patterns from the column's values to labels, and the task's loss weight."""
+
+    name: str  # lower-case letters, digits, _ (metric keys task.<name>.*, pyfunc columns <name>_label ...)
+    column: str  # the label column (e.g. the corpus `group`, or a second label column of your table)
+    labels: list[int | str] = Field(min_length=2)  # declared values; anything else in the column is refused
+    label_names: list[str] | None = None  # names, in the order of `labels` (null: the labels' text)
+    # shell patterns (case-insensitive) of the column's values -> label; a value matching none has no label for the
+    # task (its loss skips the row). null: the column holds the labels themselves (blank: no label)
+    map: dict[str, int | str] | None = None
+    weight: float = Field(default=0.5, gt=0, allow_inf_nan=False)  # loss weight beside the main task's
+
+    @model_validator(mode="after")
+    def _spec(self) -> TaskParams:
+        self.spec()  # the same checks as the saved model's
+        return self
+
+    def spec(self) -> Any:
+        """As a :class:`frugalml.models.multitask.TaskSpec`."""
+        from frugalml.models.multitask import TaskSpec
+
+        return TaskSpec(name=self.name, column=self.column, labels=tuple(self.labels),
+                        label_names=tuple(self.label_names or ()), mapping=tuple((self.map or {}).items()),
+                        weight=self.weight)  # fmt: skip
+
+
+class MultitaskParams(Strict):
+    """Extra heads on the shared model (any kind); the main task is ``data.label_column``."""
+
+    main_weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)  # the main task's loss weight
+    tasks: list[TaskParams] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> MultitaskParams:
+        names = [task.name for task in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be distinct, got {names}")
+        return self
+
+    def specs(self) -> list[Any]:
+        """The tasks as :class:`frugalml.models.multitask.TaskSpec` (in order)."""
+        return [task.spec() for task in self.tasks]
+
+    def extra_width(self) -> int:
+        """Bag width the tasks add under ``embedding_dim: auto``: K_t - 1 per task."""
+        return sum(len(task.labels) - 1 for task in self.tasks)
+
+
 AUTO_BATCH_SIZE = 256  # train.batch_size: auto on a training set of 1,024 rows or more (the full corpus)
 
 
@@ -274,6 +323,7 @@ class TrainParams(Strict):
     progress: bool = True
     privacy: PrivacyParams = Field(default_factory=PrivacyParams)
     targets: Literal["hard", "soft"] = "hard"  # soft: label_prob_<value> columns where present (weak labels)
+    multitask: MultitaskParams = Field(default_factory=MultitaskParams)
 
     @field_validator("batch_size", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,9 @@ from frugalml.privacy.norms import squared_norms
 
 
 def _accumulate_clipped(
-    module: nn.Module, forward: Callable[[], torch.Tensor], targets: torch.Tensor, max_grad_norm: float
-) -> tuple[float, float]:
+    module: nn.Module, forward: Callable[[], torch.Tensor], targets: Any, max_grad_norm: float,
+    loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
+) -> tuple[float, float]:  # fmt: skip
     """Add the sum of the per-sample clipped gradients of one (micro)batch to each parameter's ``.grad``.
 
     Returns:
@@ -29,7 +31,8 @@ def _accumulate_clipped(
     """
     records, handles = _capture(module)
     try:
-        losses = nn.functional.cross_entropy(forward().float(), targets, reduction="none")
+        logits = forward().float()
+        losses = loss(logits, targets) if loss else nn.functional.cross_entropy(logits, targets, reduction="none")
     finally:
         for handle in handles:
             handle.remove()
@@ -62,13 +65,14 @@ def dp_sgd_step(
     module: nn.Module,
     optimizer: torch.optim.Optimizer,
     forward: Callable[[], torch.Tensor],
-    targets: torch.Tensor,
+    targets: Any,
     *,
     max_grad_norm: float,
     noise_multiplier: float,
     expected_batch_size: float,
     generator: torch.Generator | None = None,
-    microbatches: Sequence[tuple[Callable[[], torch.Tensor], torch.Tensor]] | None = None,
+    microbatches: Sequence[tuple[Callable[[], torch.Tensor], Any]] | None = None,
+    loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """One DP-SGD step with per-sample clipping, by book-keeping: one forward, one backward to the layer
     outputs only (no parameter gradients), the per-sample norms from the saved inputs and output gradients,
@@ -90,6 +94,7 @@ def dp_sgd_step(
         expected_batch_size: Sampling rate times dataset size.
         generator: Seeds the noise.
         microbatches: ``(forward, targets)`` pairs that together make the logical batch.
+        loss: ``(logits, targets) -> (N,)`` per-sample losses (default: cross-entropy on ``targets``).
 
     Returns:
         ``loss`` (mean, before clipping) and ``clipped_share`` (samples whose norm exceeded C).
@@ -102,7 +107,7 @@ def dp_sgd_step(
     loss_sum, clipped, rows = 0.0, 0.0, 0
     for part_forward, part_targets in microbatches if microbatches is not None else [(forward, targets)]:
         if len(part_targets):
-            part_loss, part_clipped = _accumulate_clipped(module, part_forward, part_targets, max_grad_norm)
+            part_loss, part_clipped = _accumulate_clipped(module, part_forward, part_targets, max_grad_norm, loss)
             loss_sum, clipped, rows = loss_sum + part_loss, clipped + part_clipped, rows + len(part_targets)
     for parameter in named.values():
         noise = torch.normal(0.0, noise_multiplier * max_grad_norm, parameter.shape, generator=generator)

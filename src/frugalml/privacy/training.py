@@ -112,7 +112,9 @@ class PrivateTraining:
 
     def step(
         self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, forward: Any, batch: np.ndarray,
-        targets: torch.Tensor,
+        targets: Any,
+        *,
+        loss: Any = None,
     ) -> dict:  # fmt: skip
         """One clipped, noised step, accounted; in physical chunks when the batch is larger than
         ``max_physical_batch_size`` (virtual steps: one noisy update per logical batch).
@@ -123,6 +125,8 @@ class PrivateTraining:
             forward: Row indices -> logits of those rows.
             batch: Row indices of the (Poisson) batch.
             targets: Targets of every training row (indexed by ``batch``).
+            loss: ``(logits, targets) -> (N,)`` per-sample losses (default: cross-entropy; a multi-task model's
+                weighted sum over its heads, so each row's whole gradient is clipped).
 
         Returns:
             The step's loss and clipped share.
@@ -132,7 +136,7 @@ class PrivateTraining:
         parts = [(functools.partial(forward, rows), targets[rows]) for rows in chunks]
         stats = dp_sgd_step(module, optimizer, parts[0][0], parts[0][1], max_grad_norm=self.config.max_grad_norm,
                             noise_multiplier=self.noise_multiplier, expected_batch_size=self.expected_batch_size,
-                            generator=self.generator, microbatches=parts)  # fmt: skip
+                            generator=self.generator, microbatches=parts, loss=loss)  # fmt: skip
         self.physical_steps += len(chunks)
         self.accountant.step(noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate)
         self.steps += 1

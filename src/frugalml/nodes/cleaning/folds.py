@@ -31,7 +31,7 @@ def fold_train_params(train: TrainParams, config: CleanParams) -> dict[str, Any]
 
     The fold models are internal (their probabilities never leave the project), so they train without DP; the
     released model's DP training is what spends the privacy budget (docs/privacy.md). The released recipe is
-    tuned for DP, so the folds keep their own non-private one.
+    tuned for DP, so the folds keep their own non-private one, and score the main label only (no extra tasks).
 
     Args:
         train: ``params:train``.
@@ -46,6 +46,7 @@ def fold_train_params(train: TrainParams, config: CleanParams) -> dict[str, Any]
     merged = deep_merge(train.model_dump(), config.fold_train)
     merged["progress"] = False
     merged["privacy"] = {**merged["privacy"], "enabled": False}
+    merged["multitask"] = {"tasks": []}  # the folds score the main label only
     return parse_params(TrainParams, merged, name="clean.fold_train").model_dump()
 
 

@@ -194,7 +194,8 @@ def classification_metrics(
 
 
 def report_metrics(report: dict[str, Any]) -> Metrics:
-    """The MLflow metrics of a report: its scalar figures, plus ``class.<key>.{precision,recall,f1,support}``.
+    """The MLflow metrics of a report: its scalar figures, plus ``class.<key>.{precision,recall,f1,support}`` and a
+    multi-task model's ``task.<name>.{rows,accuracy,majority_baseline_accuracy,macro_f1}``.
 
     Args:
         report: From :func:`classification_metrics` (and :func:`evaluate_classifier`).
@@ -209,4 +210,7 @@ def report_metrics(report: dict[str, Any]) -> Metrics:
         )
     if "useless_model_problems" in report:
         figures["useless_model"] = bool(report["useless_model_problems"])
+    from frugalml.nodes.evaluate.tasks import task_metrics
+
+    figures.update(task_metrics(report))
     return as_metrics(figures)

@@ -11,9 +11,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from frugalml.errors import EmptyDatasetError, ModelError
+from frugalml.models.multitask import model_tasks
 from frugalml.models.zoo import Classifier as TextClassifier
 from frugalml.nodes.evaluate.metrics import classification_metrics, predict_classes, report_metrics
 from frugalml.nodes.evaluate.plots import plot_roc_and_reliability
+from frugalml.nodes.evaluate.tasks import task_reports
 from frugalml.nodes.evaluate.usefulness import (
     evaluation_summary,
     headline,
@@ -41,8 +43,8 @@ def evaluate_classifier(
 
     Returns:
         MLflow metrics, a JSON report (figures, per-class figures, confusion matrix, label names, the
-        useless-model problems), the ROC/reliability figure and per-row predictions (id, label, predicted
-        label, the positive class's and the predicted class's probability).
+        useless-model problems, a multi-task model's ``tasks`` figures), the ROC/reliability figure and per-row
+        predictions (id, label, predicted label, the positive class's and the predicted class's probability).
 
     Raises:
         EmptyDatasetError: When the test set is empty.
@@ -60,6 +62,8 @@ def evaluate_classifier(
         names=names, positive_class_metrics=config.positive_class_metrics,
     )  # fmt: skip
     report.update(label_names=names, positive_label=schema.positive_label)
+    if model_tasks(model):
+        report["tasks"] = task_reports(model, test, schema.id_column)
     report["useless_model_problems"] = useless_model_problems(
         report, config.min_error_reduction_over_majority, config.min_macro_f1_gain_over_chance
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from frugalml.nodes.evaluate.tasks import task_summary
+
 #: what to try when a model is no better than the majority class (the useless-model check's message)
 REMEDIES = (
     "more labelled data; a larger train.privacy.target_epsilon with an approved raise_privacy_budget request; "
@@ -96,4 +98,4 @@ def evaluation_summary(report: dict[str, Any]) -> str:
         f"  {e['name']:<{width}}  {e['precision']:9.4f}  {e['recall']:6.4f}  {e['f1']:6.4f}  {e['support']:7d}"
         for e in report["per_class"]
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + task_summary(report))
