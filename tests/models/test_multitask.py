@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from frugalml.errors import CompressionError, EmptyDatasetError, ParameterError, PretrainedModelError, SchemaError
-from frugalml.models.compression import CompressionSpec, check_model
 from frugalml.models.multitask import (
     ALL_OUTPUTS,
     MultiHead,
@@ -58,7 +57,9 @@ def _tasks(*tasks: dict) -> dict:
 def test_label_keys_match_across_types():
     assert label_key(3) == label_key(3.0) == label_key("3") == label_key(np.int64(3)) == label_key(" 3 ") == "3"
     assert label_key(True) == "1" and label_key("hard") == "hard" and label_key(2.5) == "2.5"
-    assert all(label_key(v) is None for v in (None, float("nan"), "", "  ", "NaN", "null"))
+    assert all(label_key(v) is None for v in (None, float("nan"), "", "  ", "NaN", "null", pd.NA, pd.NaT))
+    nullable = pd.DataFrame({"stars": pd.array([1, None, 3], dtype="Int64")})  # pandas' nullable integers
+    assert task_targets(nullable, TaskSpec("stars", "stars", labels=(1, 3))).tolist() == [0, -1, 1]
 
 
 def test_task_targets_map_patterns_and_skip_rows_without_a_label():
@@ -94,6 +95,10 @@ def test_task_targets_refuse_undeclared_values_naming_them_and_rows():
         ({"tasks": [{**REPLY, "label_names": ["only one"]}]}, "one name per label"),
         ({"tasks": [{**REPLY, "label_names": ["same", "same"]}]}, "label_names must be distinct"),
         ({"main_weight": -1}, "greater than 0"),
+        ({"tasks": [{**REPLY, "name": "type"}]}, "reserved"),  # an nn.ModuleDict attribute
+        ({"tasks": [{**REPLY, "name": "train"}]}, "reserved"),
+        ({"tasks": [{**REPLY, "name": "label"}]}, "reserved"),  # the served model's own column
+        ({"tasks": [{**REPLY, "name": "probability_x"}]}, "reserved"),
     ],
 )
 def test_bad_task_parameters_are_refused(multitask, problem):
@@ -151,11 +156,80 @@ def test_dp_clipping_covers_every_head():
         assert_clipped_sum_matches_per_sample_gradients(module, ids, mask, y, checked=4, loss=loss, last=True)
 
 
+def test_concurrent_predictions_never_see_each_others_head(sets):
+    """The head a forward pass uses is chosen per thread: a thread inside task_output (a task of 3 classes) does not
+    change what another thread's predictions give, and many threads serving every task agree with serial calls."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    train, dev, test = (frame.iloc[:120] for frame in sets)
+    three = {"name": "era", "column": "group", "labels": ["one", "two", "other"],
+             "map": {"easy-ham-1": "one", "spam-1": "one", "*-2": "two", "hard*": "other"}}  # fmt: skip
+    model, _, _ = train_text_classifier(train, dev, {**PLAIN, "epochs": 1, **_tasks(three, REPLY)}, {}, 0)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with task_output(model.module, "era"):
+            entered.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    entered.wait(10)
+    try:
+        assert model.predict_proba(test).shape == (len(test), 2)  # the main head here, whatever the other thread chose
+    finally:
+        release.set()
+        holder.join()
+    serial = predict_frame(model, test)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: predict_frame(model, test), range(24)))
+    for result in results:
+        pd.testing.assert_frame_equal(result, serial)
+    pd.testing.assert_frame_equal(predict_frame(model, test), serial)
+
+
+def test_one_pass_serves_every_head_and_an_empty_frame_keeps_the_columns(sets):
+    from frugalml.models.multitask import predict_all_proba, predict_task_proba
+
+    train, dev, test = (frame.iloc[:120] for frame in sets)
+    three = {"name": "era", "column": "group", "labels": ["one", "two", "other"],
+             "map": {"easy-ham-1": "one", "spam-1": "one", "*-2": "two", "hard*": "other"}}  # fmt: skip
+    model, _, _ = train_text_classifier(train, dev, {**PLAIN, "epochs": 1, **_tasks(three)}, {}, 0)
+    main, era = predict_all_proba(model, test)
+    np.testing.assert_allclose(main, model.predict_proba(test), atol=1e-5)
+    np.testing.assert_allclose(era, predict_task_proba(model, test, "era"), atol=1e-5)
+    empty = predict_frame(model, test.iloc[:0])
+    assert len(empty) == 0 and list(empty.columns) == list(predict_frame(model, test.iloc[:2]).columns)
+
+
+def test_tasks_whose_served_columns_collide_are_refused(sets):
+    train, dev, _ = sets
+    first = {**REPLY, "name": "a", "label_names": ["b_label", "other"]}  # a_probability_b_label ...
+    second = {**REPLY, "name": "a_probability_b"}  # ... and this task's own label column a_probability_b_label
+    with pytest.raises(SchemaError, match=r"\['a_probability_b_label'\] twice"):
+        train_text_classifier(train, dev, {**PLAIN, **_tasks(first, second)}, {}, 0)
+
+
+def test_the_dp_pre_check_counts_the_task_heads(sets):
+    from frugalml.nodes.preflight import _trainable_parameters
+
+    train, dev, _ = (frame.iloc[:120] for frame in sets)
+    ten = {"name": "bucket", "column": "bucket", "labels": list(range(10))}
+    params = {**PLAIN, "epochs": 1, **_tasks(ten)}
+    model, _, _ = train_text_classifier(train.assign(bucket=np.arange(len(train)) % 10),
+                                        dev.assign(bucket=np.arange(len(dev)) % 10), params, {}, 0)  # fmt: skip
+    built = sum(p.numel() for p in model.module.parameters() if p.requires_grad)
+    assert _trainable_parameters(parse_params(TrainParams, params, name="train"), 2) == built  # (9 + 1) wide bag
+
+
 def test_split_task_tensors_gives_the_single_task_layout():
     tensors = {"module.head.main.1.weight": torch.ones(1), "module.head.tasks.t.1.weight": torch.zeros(1),
                "module.embedding.weight": torch.ones(2), "idf": torch.ones(3)}  # fmt: skip
     base, heads = split_task_tensors(tensors)
     assert set(base) == {"module.head.1.weight", "module.embedding.weight", "idf"} and set(heads) == {"t.1.weight"}
+    with pytest.raises(ValueError, match="both 'module.head.1.weight' and a main-head copy"):  # a crafted file
+        split_task_tensors({**tensors, "module.head.1.weight": torch.ones(1)})
 
 
 def test_the_bag_learns_a_second_label_column_beside_the_main_task(sets):
@@ -219,18 +293,35 @@ def test_bad_task_data_is_refused_before_the_model_is_built(sets):
         train_text_classifier(train, dev, {**base, **_tasks(REPLY)} | {"multitask": {"tasks": []}}, {}, 0)
 
 
-def test_evaluation_refuses_undeclared_test_values_and_skips_a_missing_column(sets):
+def test_evaluation_skips_a_task_with_undeclared_test_values_or_a_missing_column(sets):
     train, dev, test = (frame.iloc[:120] for frame in sets)
     model, _, _ = train_text_classifier(train, dev, {**PLAIN, "epochs": 2, **_tasks(REPLY)}, {}, 0)
-    with pytest.raises(SchemaError, match="the test rows holds"):
-        evaluate_classifier(model, test.assign(is_reply="perhaps"), {"useless_model": "warn"}, {})
+    odd = evaluate_classifier(model, test.assign(is_reply="perhaps"), {"useless_model": "warn"}, {})[1]
+    assert (
+        "outside its declared labels" in odd["tasks"]["reply"]["skipped"]
+        and "'perhaps'" in odd["tasks"]["reply"]["skipped"]
+    )
+    assert odd["accuracy"] > 0  # the main task's figures are kept
     report = evaluate_classifier(model, test.drop(columns="is_reply"), {"useless_model": "warn"}, {})[1]
     assert report["tasks"]["reply"] == {"skipped": "the test rows have no column 'is_reply'"}
     assert "task reply: not evaluated" in evaluation_summary(report)
 
 
-def test_compressing_a_multitask_model_is_refused_by_name(sets):
-    train, dev, _ = (frame.iloc[:120] for frame in sets)
-    model, _, _ = train_text_classifier(train, dev, {**PLAIN, "epochs": 1, **_tasks(REPLY)}, {}, 0)
+def test_a_compressed_multitask_model_keeps_every_head_and_onnx_export_is_refused(sets, tmp_path):
+    from frugalml.models.compression import quantize
+    from frugalml.models.onnx_export import check_exportable
+    from frugalml.models.zoo import load_classifier
+
+    train, dev, test = (frame.iloc[:120] for frame in sets)
+    model, _, _ = train_text_classifier(train, dev, {**PLAIN, "epochs": 2, **_tasks(REPLY)}, {}, 0)
+    compressed, report = quantize(model, precision="int8", calibration=dev, label_column="label",
+                                  load_base=load_classifier)  # fmt: skip
+    assert report["size_ratio"] > 3 and [task.name for task in compressed.tasks] == ["reply"]
+    save_text_classifier(compressed, tmp_path / "c")
+    loaded = load_text_classifier(tmp_path / "c")
+    served, original = predict_frame(loaded, test), predict_frame(model, test)
+    assert list(served.columns) == list(original.columns)  # the task's columns too
+    assert (served["reply_label"] == original["reply_label"]).mean() >= 0.95
+    np.testing.assert_allclose(served["reply_probability_yes"], original["reply_probability_yes"], atol=0.05)
     with pytest.raises(CompressionError, match="multi-task model"):
-        check_model(model, CompressionSpec(precision="int8"))
+        check_exportable(model)

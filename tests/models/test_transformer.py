@@ -226,16 +226,24 @@ def test_checkpointing_without_dp_is_accepted():
     assert config.model.transformer.gradient_checkpointing
 
 
-def test_compressing_or_exporting_a_transformer_is_refused_by_name(sets):
-    from frugalml.models.compression import quantize
+def test_the_compress_stage_compresses_a_transformer_and_onnx_export_is_refused_by_name(sets, tmp_path):
+    """The compress node on a transformer: every variant measured on dev, the saved artifact as small as the report
+    says, and the loaded model predicting as the compressed one did; ONNX export is refused, naming the kind."""
     from frugalml.models.onnx_export import check_exportable
-    from frugalml.models.zoo import load_classifier
+    from frugalml.nodes.compress import compress_classifier
 
-    train, dev, _ = sets
+    train, dev, test = sets
     params = {**NO_DP, "epochs": 1, "model": {"kind": "transformer", "transformer": SMALL}}
-    model, _, _ = train_text_classifier(train.iloc[:32], dev.iloc[:8], params, {}, 0)
-    with pytest.raises(CompressionError, match="transformer kind is not built"):
-        quantize(model, precision="int8", load_base=load_classifier)
+    model, _, _ = train_text_classifier(train.iloc[:64], dev.iloc[:16], params, {}, 0)
+    settings = {"precision": "int8", "compare": ["int4-kmeans"], "latency_batches": [8], "latency_repeats": 1}
+    compressed, _, report = compress_classifier(model, dev, settings, {})
+    variants = report["variants"]
+    assert variants["int8"]["size_ratio"] > 3.5 and variants["int4-kmeans"]["size_ratio"] > 7
+    assert variants["int8"]["agreement"] >= 0.9
+    save_text_classifier(compressed, tmp_path / "c")
+    assert (tmp_path / "c" / "model.safetensors").stat().st_size <= variants["int8"]["bytes"] * 1.01 + 4096
+    loaded = load_text_classifier(tmp_path / "c")
+    pd.testing.assert_frame_equal(predict_frame(loaded, test), predict_frame(compressed, test))
     with pytest.raises(CompressionError, match="'transformer'"):
         check_exportable(model)
 

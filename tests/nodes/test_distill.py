@@ -78,6 +78,22 @@ def test_student_learns_the_soft_labels_and_the_report_composes_epsilon(sets):
     assert unprivate["privacy"]["epsilon_per_row"] == {"train": None, "pool": None}  # no guarantee to state
 
 
+def test_a_narrow_transformer_student_learns_from_a_multitask_teacher(sets):
+    """``distill.student`` names any kind: a narrow transformer (hashed words, 1 block of 32) learns the teacher's
+    soft labels; a multi-task teacher's extra tasks are not passed on (the student learns its main task only)."""
+    tasks = {"multitask": {"tasks": [{"name": "difficulty", "column": "group", "labels": ["easy", "hard"],
+                                      "map": {"easy-ham*": "easy", "hard-ham*": "hard"}}]}}  # fmt: skip
+    teacher, _, _ = train_text_classifier(sets["train"], sets["dev"], {**NO_DP, **tasks}, DATA, 0)
+    rows = distillation_set(teacher, sets["train"], sets["pool"], {}, DATA)
+    narrow = {"kind": "transformer", "transformer": {"vocab": 4096, "dim": 32, "layers": 1, "heads": 2,
+                                                     "ffn_dim": 64, "max_tokens": 128, "batch_size": 32}}  # fmt: skip
+    student, _, _ = distill_classifier(rows, sets["dev"], {**NO_DP, **tasks}, {"student": narrow,
+                                       "train": {"epochs": 4, "batch_size": 32}}, DATA, 0)  # fmt: skip
+    assert student.kind == "transformer" and student.config.dim == 32 and not getattr(student, "tasks", None)
+    report, _ = report_distillation(student, teacher, sets["dev"], rows, {"enabled": False}, {"enabled": False}, DATA)
+    assert report["student"]["kind"] == "transformer" and report["agreement"] >= 0.8, report
+
+
 def test_a_five_class_teacher_distils(sample_emails):
     table, data = group_table(sample_emails)
     validated, _ = validate_text_dataset(table, data)

@@ -54,6 +54,7 @@ from frugalml.models.encoder import (
     resolve_encoder_dir,
     weights_file,
 )
+from frugalml.models.multitask import model_tasks, with_tasks
 from frugalml.models.pruning import PruneSpec, prune_encoder
 
 FORMAT = "frugalml.compressed/1"
@@ -332,6 +333,7 @@ class CompressedClassifier:
         self.module = base.module
         self.text_columns, self.labels, self.label_names = base.text_columns, base.labels, base.label_names
         self.kind = getattr(base, "kind", "ngram_bag")
+        self.tasks = model_tasks(base)  # a multi-task model's extra heads, compressed like every other tensor
 
     @property
     def encoder(self) -> EncoderSpec | None:
@@ -358,7 +360,7 @@ class CompressedClassifier:
 
     def metadata(self) -> dict[str, Any]:
         """The base bundle's metadata, the compression settings, every tensor's codec, the source model."""
-        base = self.base.metadata()
+        base = with_tasks(self.base.metadata(), self.base)
         if "encoder" in base:
             base["encoder"] = {**base["encoder"], "path": None}  # re-pointed at <model>/encoder on load
         return {
@@ -433,16 +435,6 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
-    if getattr(model, "tasks", None):
-        raise CompressionError(
-            f"compressing a multi-task model (tasks {[task.name for task in model.tasks]}) is not built yet: the "
-            "compressed artifact holds one head; train without train.multitask.tasks, or set compress.enabled: false"
-        )
-    if getattr(model, "kind", None) == "transformer":
-        raise CompressionError(
-            "compressing the transformer kind is not built yet (the compress stage covers the n-gram bag and the "
-            "frozen-encoder kinds); set compress.enabled: false for it"
-        )
     if getattr(model, "fine_tuning", "frozen") != "frozen":
         raise CompressionError(
             f"compressing a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: the "
@@ -493,7 +485,7 @@ def quantize(
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
     started = time.perf_counter()
     codes = compress_tensors(model.tensors(), spec)
-    base_meta = model.metadata()
+    base_meta = with_tasks(model.metadata(), model)
     holder = None
     encoder_spec: EncoderSpec | None = getattr(model, "encoder", None)
     if encoder_spec is not None and spec.encoder:

@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,15 +32,18 @@ from torch import nn
 from frugalml.errors import SchemaError
 
 ALL_OUTPUTS = "*"  # MultiHead.output: every head's logits, concatenated (training)
+ALL_LOG_PROBABILITIES = "*log"  # every head's log-probabilities, concatenated (serving every task in one pass)
 TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+#: names a task cannot take: nn.ModuleDict's own attributes (``type``, ``train``, ``keys``, ...) and ``label``
+RESERVED_NAMES = frozenset(name for name in dir(nn.ModuleDict()) if TASK_NAME.match(name)) | {"label"}
 HEAD_PREFIX = "head."
 MAIN_PART, TASKS_PART = "head.main.", "head.tasks."
 
 
 def label_key(value: Any) -> str | None:
-    """A label value as a comparable key: None for missing (None, NaN, blank), whole numbers as ``"3"`` (so 3, 3.0,
-    ``"3"`` and numpy integers match), other values as their stripped text."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A label value as a comparable key: None for missing (None, NaN, pd.NA, blank), whole numbers as ``"3"`` (so 3,
+    3.0, ``"3"`` and numpy integers match), other values as their stripped text."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):  # NaN, pd.NA, NaT
         return None
     if isinstance(value, bool | np.bool_):
         return str(int(value))
@@ -77,6 +81,9 @@ class TaskSpec:
         problems = [
             (bool(TASK_NAME.match(self.name)), f"task name {self.name!r} must be lower-case letters, digits and _ "
                                                "(starting with a letter, at most 48 characters)"),
+            (self.name not in RESERVED_NAMES and not self.name.startswith("probability"),
+             f"task name {self.name!r} is reserved (a torch ModuleDict attribute, or the served model's own "
+             "label / probability_* columns); choose another name"),
             (len(keys) >= 2, f"task {self.name!r} needs at least two labels, got {list(self.labels)}"),
             (None not in keys, f"task {self.name!r}: a declared label is empty"),
             (len(set(keys)) == len(keys), f"task {self.name!r}: labels must be distinct, got {list(self.labels)}"),
@@ -115,6 +122,21 @@ class TaskSpec:
                    label_names=tuple(entry.get("label_names") or ()),
                    mapping=tuple((str(p), label) for p, label in entry.get("map") or ()),
                    weight=float(entry.get("weight", 0.5)))  # fmt: skip
+
+
+def check_served_columns(main_names: Sequence[str], tasks: Sequence[TaskSpec]) -> None:
+    """Refuse tasks whose served columns (``<task>_label``, ``<task>_probability_<name>``) repeat a column of the
+    served model (``label``, ``probability_<main name>``, another task's).
+
+    Raises:
+        ValueError: Naming the repeated column.
+    """
+    columns = ["label", *(f"probability_{name}" for name in main_names)]
+    for task in tasks:
+        columns += [f"{task.name}_label", *(f"{task.name}_probability_{name}" for name in task.names)]
+    repeated = sorted({column for column in columns if columns.count(column) > 1})
+    if repeated:
+        raise ValueError(f"the served model would have the column(s) {repeated} twice: rename a task or a label name")
 
 
 def task_targets(frame: pd.DataFrame, task: TaskSpec, *, where: str = "the training rows",
@@ -192,24 +214,38 @@ def task_head(main: nn.Module, classes: int) -> nn.Module:
     return clone
 
 
+#: which outputs each MultiHead gives, by id, in this thread / async task only (:func:`task_output`): concurrent
+#: predictions (MLflow's scoring server runs requests in threads) never see each other's choice
+_SELECTED: ContextVar[dict[int, str | None]] = ContextVar("frugalml_task_output", default={})  # noqa: B039  # never mutated
+
+
 class MultiHead(nn.Module):
-    """The main head and one head per task, on the same features. ``output``: None (the main logits, the
-    default), :data:`ALL_OUTPUTS` (all, concatenated: training) or a task name (that task's logits)."""
+    """The main head and one head per task, on the same features. The output (:func:`task_output`): the main logits
+    (the default), :data:`ALL_OUTPUTS` (all, concatenated: training), :data:`ALL_LOG_PROBABILITIES` (each head's
+    log-softmax, concatenated: one pass serves every task) or a task name (that task's logits)."""
 
     def __init__(self, main: nn.Module, tasks: dict[str, nn.Module]) -> None:
         """Put the heads together."""
         super().__init__()
         self.main = main
         self.tasks = nn.ModuleDict(tasks)
-        self.output: str | None = None
+
+    @property
+    def output(self) -> str | None:
+        """What :meth:`forward` gives in the current context."""
+        return _SELECTED.get().get(id(self))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, F) features -> the logits ``output`` selects."""
-        if self.output is None:
+        """(N, F) features -> the logits the current :func:`task_output` selects."""
+        output = self.output
+        if output is None:
             return self.main(features)  # type: ignore[no-any-return]
-        if self.output == ALL_OUTPUTS:
+        if output == ALL_OUTPUTS:
             return torch.cat([self.main(features), *(head(features) for head in self.tasks.values())], dim=-1)
-        return self.tasks[self.output](features)  # type: ignore[no-any-return]
+        if output == ALL_LOG_PROBABILITIES:
+            heads = [self.main, *self.tasks.values()]
+            return torch.cat([torch.log_softmax(head(features).float(), dim=-1) for head in heads], dim=-1)
+        return self.tasks[output](features)  # type: ignore[no-any-return]
 
 
 def attach_task_heads(module: nn.Module, tasks: Sequence[TaskSpec]) -> nn.Module:
@@ -237,8 +273,9 @@ def multi_head(module: nn.Module) -> MultiHead | None:
 
 @contextmanager
 def task_output(module: nn.Module, which: str | None) -> Iterator[None]:
-    """Within the block, the module's forward gives the logits of ``which`` (a task, :data:`ALL_OUTPUTS`, or None
-    for the main task); a single-task model is left as it is.
+    """Within the block (this thread or async task only), the module's forward gives the logits of ``which`` (a task,
+    :data:`ALL_OUTPUTS`, :data:`ALL_LOG_PROBABILITIES`, or None for the main task); a single-task model is left as
+    it is.
 
     Raises:
         KeyError: An unknown task name.
@@ -247,13 +284,13 @@ def task_output(module: nn.Module, which: str | None) -> Iterator[None]:
     if head is None:
         yield
         return
-    if which not in (None, ALL_OUTPUTS) and which not in head.tasks:
+    if which not in (None, ALL_OUTPUTS, ALL_LOG_PROBABILITIES) and which not in head.tasks:
         raise KeyError(f"no task {which!r}; the model's tasks: {list(head.tasks)}")
-    previous, head.output = head.output, which
+    token = _SELECTED.set({**_SELECTED.get(), id(head): which})
     try:
         yield
     finally:
-        head.output = previous
+        _SELECTED.reset(token)
 
 
 def model_tasks(model: Any) -> list[TaskSpec]:
@@ -261,10 +298,37 @@ def model_tasks(model: Any) -> list[TaskSpec]:
     return list(getattr(model, "tasks", None) or [])
 
 
+def with_tasks(metadata: dict[str, Any], model: Any) -> dict[str, Any]:
+    """``metadata`` with the model's tasks (``tasks``: their JSON form) when it has any; it as it is otherwise."""
+    tasks = model_tasks(model)
+    return {**metadata, "tasks": [task.to_json() for task in tasks]} if tasks else metadata
+
+
 def predict_task_proba(model: Any, frame: pd.DataFrame, name: str) -> np.ndarray:
     """(N, K_t) probabilities of task ``name`` from a model bundle (its own ``predict_proba`` on that head)."""
     with task_output(model.module, name):
         return model.predict_proba(frame)  # type: ignore[no-any-return]
+
+
+def predict_all_proba(model: Any, frame: pd.DataFrame) -> list[np.ndarray]:
+    """Every head's probabilities in one pass: [(N, C) main, (N, K_t) per task, in order].
+
+    The bundle's own ``predict_proba`` runs once on the heads' concatenated log-probabilities; its softmax over the
+    concatenation gives each head's probabilities divided by the number of heads (each block of log-probabilities
+    exponentiates to a sum of 1), so multiplying by it restores them.
+    """
+    tasks = model_tasks(model)
+    sizes = [len(model.labels), *(len(task.labels) for task in tasks)]
+    if len(frame) == 0:
+        return [np.zeros((0, size), dtype=np.float32) for size in sizes]
+    with task_output(model.module, ALL_LOG_PROBABILITIES):
+        joined = np.asarray(model.predict_proba(frame), dtype=np.float64) * len(sizes)
+    parts, start = [], 0
+    for size in sizes:
+        part = joined[:, start : start + size]
+        parts.append((part / part.sum(axis=1, keepdims=True)).astype(np.float32))
+        start += size
+    return parts
 
 
 @dataclass
@@ -313,5 +377,10 @@ def split_task_tensors(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torc
             heads[rest] = value
             continue
         prefix, found, rest = key.partition(MAIN_PART)
-        base[f"{prefix}{HEAD_PREFIX}{rest}" if found and (not prefix or prefix.endswith(".")) else key] = value
+        name = f"{prefix}{HEAD_PREFIX}{rest}" if found and (not prefix or prefix.endswith(".")) else key
+        if name in base:
+            raise ValueError(
+                f"the saved weights hold both {name!r} and a main-head copy of it: not a model frugalml saved"
+            )
+        base[name] = value
     return base, heads

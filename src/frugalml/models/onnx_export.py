@@ -76,6 +76,11 @@ def check_exportable(model: Any) -> None:
         CompressionError: Naming the kind.
     """
     kind = getattr(model, "kind", "ngram_bag")
+    if getattr(model, "tasks", None):
+        raise CompressionError(
+            f"ONNX export of a multi-task model (tasks {[task.name for task in model.tasks]}) is not built yet: the "
+            "graph would hold the main head only; turn compress.onnx off for it"
+        )
     if getattr(model, "fine_tuning", "frozen") != "frozen":
         raise CompressionError(
             f"ONNX export of a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: "

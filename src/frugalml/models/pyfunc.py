@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from frugalml.errors import ModelArtifactError
 from frugalml.models.encoder import sha256_of
-from frugalml.models.multitask import model_tasks, predict_task_proba
+from frugalml.models.multitask import model_tasks, predict_all_proba, with_tasks
 from frugalml.models.zoo import Classifier, load_classifier
 
 WEIGHTS_FILE = "model.safetensors"
@@ -66,9 +66,8 @@ def save_text_classifier(model: Classifier, directory: str | Path) -> None:
     if write_extra is not None:
         write_extra(directory)
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METADATA_FILE)
-    metadata = {**model.metadata(), "files": {p.relative_to(directory).as_posix(): sha256_of(p) for p in files}}
-    if model_tasks(model):
-        metadata["tasks"] = [task.to_json() for task in model_tasks(model)]
+    metadata = {**with_tasks(model.metadata(), model),
+                "files": {p.relative_to(directory).as_posix(): sha256_of(p) for p in files}}  # fmt: skip
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
 
 
@@ -108,12 +107,13 @@ def predict_frame(model: Classifier, frame: pd.DataFrame) -> pd.DataFrame:
     Returns:
         ``label`` plus ``probability_<name>`` per class.
     """
-    probabilities = model.predict_proba(frame)
+    tasks = model_tasks(model)
+    # a multi-task model: every head in one pass, then <task>_label and <task>_probability_<name> per task
+    probabilities, *per_task = predict_all_proba(model, frame) if tasks else [model.predict_proba(frame)]
     names = model.label_names or [str(label) for label in model.labels]
     out = pd.DataFrame({f"probability_{name}": probabilities[:, k] for k, name in enumerate(names)})
     out.insert(0, "label", [model.labels[k] for k in probabilities.argmax(axis=1)])
-    for task in model_tasks(model):  # a multi-task model: <task>_label and <task>_probability_<name> per task
-        task_probabilities = predict_task_proba(model, frame, task.name)
+    for task, task_probabilities in zip(tasks, per_task, strict=True):
         out[f"{task.name}_label"] = [task.labels[k] for k in task_probabilities.argmax(axis=1)]
         for k, name in enumerate(task.names):
             out[f"{task.name}_probability_{name}"] = task_probabilities[:, k]

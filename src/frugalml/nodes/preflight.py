@@ -103,7 +103,10 @@ def check_training_rows(
 
 
 def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
+    from frugalml.models.multitask import attach_task_heads
+
     module: torch.nn.Module
+    width = num_classes + config.multitask.extra_width()  # the bag width `auto` gives (frugalml.models.zoo)
     if config.model.kind == "transformer":
         from frugalml.models.transformer import SmallTransformer
         from frugalml.models.zoo import transformer_config
@@ -121,11 +124,12 @@ def _trainable_parameters(config: TrainParams, num_classes: int) -> int:
         module = FeatureHeadClassifier(
             num_classes, encoder_dim=encoder_hidden_size(config.model.pretrained.path),
             buckets=config.features.buckets if bag else 0,
-            bag_dim=config.model.resolve_embedding_dim(num_classes) if bag else 0, hidden_dim=config.model.hidden_dim,
+            bag_dim=config.model.resolve_embedding_dim(width) if bag else 0, hidden_dim=config.model.hidden_dim,
         )  # fmt: skip
     else:
-        module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(num_classes),
+        module = NgramBagClassifier(config.features.buckets, config.model.resolve_embedding_dim(width),
                                     num_classes, hidden_dim=config.model.hidden_dim)  # fmt: skip
+    attach_task_heads(module, config.multitask.specs())  # train.multitask's heads are trainable weights too
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 

@@ -28,6 +28,7 @@ from frugalml.models.multitask import (
     TaskSpec,
     TaskTargets,
     attach_task_heads,
+    check_served_columns,
     task_output,
     task_targets,
 )
@@ -182,6 +183,10 @@ def _task_labels(
         SchemaError: A task reads the main label or a text column, its column is missing or holds undeclared values.
         EmptyDatasetError: A task's class has no training row.
     """
+    try:
+        check_served_columns(schema.label_names or [str(label) for label in schema.labels], tasks)
+    except ValueError as error:
+        raise SchemaError(f"train.multitask: {error}") from error
     own = {schema.label_column: "the main label column (data.label_column)", **{
         column: "a text column (data.text_columns)" for column in schema.text_columns}}  # fmt: skip
     columns: list[list[np.ndarray]] = [[], []]

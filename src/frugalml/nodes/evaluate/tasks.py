@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from frugalml.models.multitask import model_tasks, predict_task_proba, task_targets
+from frugalml.errors import SchemaError
+from frugalml.models.multitask import model_tasks, predict_all_proba, task_targets
 
 logger = logging.getLogger(__name__)
 
@@ -26,25 +27,30 @@ def task_reports(model: Any, test: pd.DataFrame, id_column: str | None) -> dict[
         id_column: Ids quoted when a test value is outside a task's labels.
 
     Returns:
-        Task name -> its figures.
-
-    Raises:
-        SchemaError: A task's test column holds a value outside its declared labels.
+        Task name -> its figures (``skipped`` with the reason, logged as a warning, where the test column is
+        missing, holds values outside the task's labels, or labels no row).
     """
     reports: dict[str, dict[str, Any]] = {}
-    for task in model_tasks(model):
+    tasks = model_tasks(model)
+    every = predict_all_proba(model, test)[1:] if tasks else []  # one pass serves every head
+    for task, probabilities in zip(tasks, every, strict=True):
+        skipped = None
         if task.column not in test.columns:
-            reports[task.name] = {"skipped": f"the test rows have no column {task.column!r}"}
-            logger.warning("task %r not evaluated: the test rows have no column %r", task.name, task.column)
+            skipped = f"the test rows have no column {task.column!r}"
+        else:
+            try:
+                y = task_targets(test, task, where="the test rows", id_column=id_column)
+            except SchemaError as error:  # the main task's figures are kept; this task's are not computed
+                skipped = str(error)
+            else:
+                known = np.flatnonzero(y >= 0)
+                if not len(known):
+                    skipped = f"no test row has a label for it (column {task.column!r})"
+        if skipped is not None:
+            reports[task.name] = {"skipped": skipped}
+            logger.warning("task %r not evaluated: %s", task.name, skipped)
             continue
-        y = task_targets(test, task, where="the test rows", id_column=id_column)
-        known = np.flatnonzero(y >= 0)
-        if not len(known):
-            reports[task.name] = {"skipped": f"no test row has a label for it (column {task.column!r})"}
-            logger.warning("task %r not evaluated: no test row has a label for it", task.name)
-            continue
-        probabilities = predict_task_proba(model, test.iloc[known], task.name)
-        y_true, y_pred = y[known], probabilities.argmax(axis=1)
+        y_true, y_pred = y[known], probabilities[known].argmax(axis=1)
         classes = list(range(len(task.labels)))
         f1 = skm.f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
         support = np.bincount(y_true, minlength=len(classes))
