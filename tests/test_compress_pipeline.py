@@ -87,7 +87,8 @@ def test_compress_enabled_puts_the_stage_in_the_default_chain(tmp_path, corpus_p
     ("compress", "match"),
     [({"precision": "int3"}, "compress.precision"), ({"compare": ["int8", "fp4"]}, "compress.compare"),
      ({"latency_batches": [0]}, "latency batch sizes must be >= 1"), ({"group_weights": 4}, "group_weights"),
-     ({"prune_ffn": 1.0}, "prune_ffn"), ({"prune_importance": "taylor"}, "prune_importance"),
+     ({"prune_ffn": 1.0}, "prune_ffn"), ({"prune_importance": "gradient"}, "prune_importance"),
+     ({"prune_hidden": 1.0}, "prune_hidden"),
      ({"activations": "fixed"}, "compress.activations"), ({"activation_observer": "max"}, "activation_observer")],
 )  # fmt: skip
 def test_bad_compress_parameters_fail_before_any_work(  # noqa: PLR0917  # pytest fixtures and parameters

@@ -215,7 +215,7 @@ def test_every_codec_name_is_known():
             r"FFN pruning ratio must be in \[0, 1\) \(a share removed\), got 1.0",
         ),
         ({"precision": "int8", "prune_heads": -0.1}, r"head pruning ratio must be in \[0, 1\)"),
-        ({"precision": "int8", "prune_importance": "taylor"}, "unknown pruning importance 'taylor'"),
+        ({"precision": "int8", "prune_importance": "gradient"}, "unknown pruning importance 'gradient'"),
         ({"precision": "int8", "prune_ffn": 0.2}, "the model has none to prune"),
         ({"precision": "int8", "activations": "fixed"}, "unknown activations 'fixed'"),
         ({"precision": "int8", "activations": "static", "activation_observer": "max"}, "unknown activation_observer"),
@@ -444,6 +444,122 @@ def test_fluctuation_pruning_with_bias_compensation_beats_weight_norms(pretraine
     weights_only, report = quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="l1",
                                     load_base=load_classifier)  # fmt: skip
     assert all(entry["ffn_error"] is None for entry in report["encoder_pruning"])  # no data: nothing measured
+
+
+def test_taylor_terms_are_the_loss_change_of_scaling_each_channel():
+    """record_taylor's x_j * dL/dx_j against a finite difference: the loss with channel j's input to the output
+    projection scaled by (1 + e), central difference over 2e, on a small BERT with the pinned tokenizer."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from frugalml.models.calibration import record_taylor
+    from frugalml.models.encoder import default_encoder_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(str(default_encoder_dir()), local_files_only=True)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=48)).eval().double()  # fmt: skip
+    head = torch.nn.Linear(32, 2).double()  # float64: the finite difference resolves small terms
+    texts = ["cheap meds, click now", "see you at lunch tomorrow", "re: the build is broken", "win a prize!!!"]
+    y = torch.tensor([1, 0, 0, 1])
+
+    def loss(embeddings, part):
+        return torch.nn.functional.cross_entropy(head(embeddings), y[part], reduction="sum")
+
+    name = "encoder.layer.1.output.dense"
+    terms = record_taylor(model, tokenizer, texts, loss, max_tokens=16, pooling="mean", names=[name], batch_size=2)
+    term = terms[f"{name}::taylor"]
+    assert term.shape == (48,)
+
+    def loss_scaled(channel: int, factor: float) -> float:
+        def scale(_module, args):
+            x = args[0].clone()
+            x[..., channel] *= factor
+            return (x,)
+
+        handle = model.get_submodule(name).register_forward_pre_hook(scale)
+        try:
+            with torch.no_grad():
+                batch = tokenizer(texts, truncation=True, max_length=16, padding=True, return_tensors="pt")
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).double()
+                pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+                return float(loss(pooled, slice(0, 4)))
+        finally:
+            handle.remove()
+
+    eps = 1e-4
+    for channel in (0, 7, 31):
+        expected = (loss_scaled(channel, 1 + eps) - loss_scaled(channel, 1 - eps)) / (2 * eps)
+        assert abs(expected) > 1e-6  # a channel that matters
+        assert float(term[channel]) == pytest.approx(expected, rel=1e-3)
+
+
+def test_taylor_pruning_scores_channels_by_the_classifier_loss_on_labelled_dev_rows(pretrained, sets):
+    _, dev, test = sets
+    compressed, report = _compress(pretrained, dev, "fp16", prune_ffn=0.3, prune_heads=0.25,
+                                   prune_importance="taylor")  # fmt: skip
+    codes = compressed._holder.codes
+    assert codes["encoder.layer.0.intermediate.dense.weight"].shape == [1075, 384]  # 1536 FFN channels, 30% off
+    assert codes["encoder.layer.2.attention.self.query.weight"].shape == [288, 384]  # 12 heads -> 9
+    fluctuation, _ = _compress(pretrained, dev, "fp16", prune_ffn=0.3, prune_importance="fluctuation")
+    kept = {imp: model._holder.codes["encoder.layer.0.intermediate.dense.weight"].parts for imp, model in
+            (("taylor", compressed), ("fluctuation", fluctuation))}  # fmt: skip
+    assert not torch.equal(*(next(iter(parts.values())) for parts in kept.values()))  # other channels chosen
+    assert report["calibration"]["agreement"] >= 0.8, report["calibration"]
+    with pytest.raises(CompressionError, match="taylor pruning scores channels by the classifier's loss"):
+        quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="taylor", load_base=load_classifier)
+    with pytest.raises(CompressionError, match="taylor pruning scores channels by the classifier's loss"):
+        quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="taylor", calibration=dev,
+                 load_base=load_classifier)  # fmt: skip  # rows without their label column named: no loss
+
+
+@pytest.fixture(scope="module")
+def mlp_bag(sets):
+    train, dev, _ = sets
+    params = {**NO_DP, "features": {"buckets": 2**14}, "model": {"embedding_dim": 8, "hidden_dim": 32}}
+    model, *_ = train_text_classifier(train, dev, params, {}, 0, None)
+    return model
+
+
+@pytest.mark.parametrize("importance", ["fluctuation", "l2", "taylor"])
+def test_hidden_units_of_an_mlp_head_are_removed_physically_and_round_trip(tmp_path, mlp_bag, sets, importance):
+    _, dev, test = sets
+    compressed, report = _compress(mlp_bag, dev, "fp16", prune_hidden=0.5, prune_importance=importance)
+    pruning = report["head_pruning"]
+    assert (pruning["hidden_before"], pruning["hidden_after"], pruning["heads"]) == (32, 16, ["head"])
+    assert 0 < pruning["output_error"] < 1
+    head = compressed.base.module.head
+    assert head[1].weight.shape == (16, 8) and head[4].weight.shape == (2, 16)  # smaller tensors, not masks
+    assert report["calibration"]["agreement"] >= 0.9, report["calibration"]
+    save_text_classifier(compressed, tmp_path / "m")
+    loaded = load_text_classifier(tmp_path / "m")
+    assert loaded.base.model_config["hidden_dim"] == 16
+    pd.testing.assert_frame_equal(predict_frame(loaded, test), predict_frame(compressed, test), atol=1e-6)
+
+
+def test_hidden_unit_pruning_covers_every_task_head_and_the_frozen_encoder_head(pretrained, sets):
+    train, dev, test = sets
+    tasks = {"multitask": {"tasks": [{"name": "difficulty", "column": "group", "labels": ["easy", "hard"],
+                                      "map": {"easy-ham*": "easy", "hard-ham*": "hard"}}]}}  # fmt: skip
+    params = {**NO_DP, "lr": 0.02, "model": {"kind": "pretrained", "pretrained": SHORT, "hidden_dim": 24}, **tasks}
+    model, *_ = train_text_classifier(train, dev, params, {}, 0, pretrained.store)  # the fixture's cached features
+    compressed, report = _compress(model, dev, "fp16", prune_hidden=0.25, prune_importance="taylor", encoder=False)
+    assert report["head_pruning"]["heads"] == ["head.main", "head.tasks.difficulty"]
+    assert compressed.base.module.head.tasks["difficulty"][0].out_features == 18
+    served = predict_frame(compressed, test.iloc[:20])
+    assert {"difficulty_label", "difficulty_probability_hard"} <= set(served.columns)
+
+
+def test_hidden_unit_pruning_refuses_what_it_cannot_prune(bag, mlp_bag, sets):
+    dev = sets[1]
+    with pytest.raises(CompressionError, match="head is linear"):
+        _compress(bag, dev, "fp16", prune_hidden=0.3)
+    with pytest.raises(CompressionError, match=r"hidden-unit pruning ratio must be in \[0, 1\)"):
+        _compress(mlp_bag, dev, "fp16", prune_hidden=1.0)
+    with pytest.raises(CompressionError, match="scores them on calibration rows"):
+        quantize(mlp_bag, precision="fp16", prune_hidden=0.3, load_base=load_classifier)
+    _, report = quantize(mlp_bag, precision="fp16", prune_hidden=0.3, prune_importance="l1", load_base=load_classifier)
+    assert report["head_pruning"]["hidden_after"] == 22 and report["head_pruning"]["output_error"] is None
 
 
 # --- ONNX export -----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ dev-accuracy gate checks the whole model afterwards.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -99,6 +99,67 @@ def record_inputs(
             rows = rows[torch.randperm(rows.shape[0], generator=generator)[:max_rows]]
         sampled[name] = rows
     return sampled, counts
+
+
+def record_taylor(
+    model: torch.nn.Module, tokenizer: Any, texts: list[str], loss: Any, *, max_tokens: int, pooling: str,
+    names: list[str], batch_size: int = 16,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    """First-order Taylor terms of the task loss for the input channels of the Linear layers ``names``: per layer,
+    the (in,) sums over the calibration tokens of x_j * dL/dx_j (padding left out).
+
+    Args:
+        model: The encoder (its weights stay frozen: only activations get gradients).
+        tokenizer: Its tokenizer.
+        texts: Calibration texts (labelled rows of the dev split).
+        loss: ``(embeddings, rows) -> summed loss`` of the classifier on the pooled, L2-normalised (n, H)
+            embeddings of ``texts[rows]`` (a slice).
+        max_tokens: Truncation.
+        pooling: ``mean`` or ``cls``, as the classifier's encoder pools.
+        names: Linear module names whose inputs are scored.
+        batch_size: Texts per pass.
+
+    Returns:
+        ``<name>::taylor`` -> (in,) float32 signed sums.
+    """
+    from frugalml.models.pruning import TAYLOR_KEY
+
+    captured: dict[str, torch.Tensor] = {}
+    sums: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+
+    def keep(name: str):  # noqa: ANN202
+        def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            args[0].retain_grad()
+            captured[name] = args[0]
+
+        return record
+
+    def track(_module: torch.nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
+        return output.detach().requires_grad_(True)  # the graph starts at the embeddings (weights stay frozen)
+
+    handles = [modules[name].register_forward_pre_hook(keep(name)) for name in names]
+    embeddings = cast(torch.nn.Module, model.get_input_embeddings())  # type: ignore[operator]  # a HF model
+    handles.append(embeddings.register_forward_hook(track))
+    try:
+        with torch.enable_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_tokens,
+                                  padding=True, return_tensors="pt")  # fmt: skip
+                hidden = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = hidden[:, 0] if pooling == "cls" else (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                value = loss(torch.nn.functional.normalize(pooled, dim=-1), slice(start, start + len(pooled)))
+                value.backward()
+                for name, x in captured.items():
+                    grad = x.grad if x.grad is not None else torch.zeros_like(x)
+                    term = (x.detach() * grad * mask).sum((0, 1)) if x.dim() == 3 else (x.detach() * grad).sum(0)
+                    sums[name] = sums[name] + term.float() if name in sums else term.float()
+                captured.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {f"{name}{TAYLOR_KEY}": value for name, value in sums.items()}
 
 
 def importance(

@@ -14,7 +14,8 @@ The weights are quantised without data (weight-only); the calibration rows (the 
 check the result: accuracy and agreement with the uncompressed model, in the report. ``activations: static``
 (precision ``int8``, encoder kinds) also fixes each INT8 Linear's input range on the calibration texts (observer
 ``activation_observer``) instead of measuring it per batch. QAT is not built (issue 18). ``prune_ffn`` /
-``prune_heads`` remove channels and heads of the encoder before it is quantised (:mod:`frugalml.models.pruning`).
+``prune_heads`` remove channels and heads of the encoder before it is quantised (:mod:`frugalml.models.pruning`),
+``prune_hidden`` hidden units of MLP heads (:mod:`frugalml.models.head_pruning`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ from frugalml.models.encoder import (
     weights_file,
 )
 from frugalml.models.multitask import model_tasks, with_tasks
-from frugalml.models.pruning import PruneSpec, prune_encoder
+from frugalml.models.ngram_bag import csr_to_bags
+from frugalml.models.pruning import PruneSpec, encoder_layers, prune_encoder
 
 FORMAT = "frugalml.compressed/1"
 ENCODER_DIR = "encoder"
@@ -94,6 +96,7 @@ class CompressionSpec:
     prune_ffn: float = 0.0
     prune_heads: float = 0.0
     prune_importance: str = "fluctuation"
+    prune_hidden: float = 0.0  # share of the MLP heads' hidden units removed (frugalml.models.head_pruning)
 
     def __post_init__(self) -> None:
         """Validate.
@@ -122,6 +125,10 @@ class CompressionSpec:
                 "quantise their inputs); set compress.activations: dynamic"
             )
         self.pruning()  # validates the ratios and the importance
+        if not 0 <= self.prune_hidden < 1:
+            raise CompressionError(
+                f"the hidden-unit pruning ratio must be in [0, 1) (a share removed), got {self.prune_hidden}"
+            )
 
     def pruning(self) -> PruneSpec:
         """The structured pruning of the encoder this spec asks for."""
@@ -221,18 +228,22 @@ class CompressedEncoder:
     """A compressed encoder directory (config, tokenizer, compressed weights) in a private temporary folder,
     until the model is saved; its spec pins the compressed file's sha256."""
 
-    def __init__(self, source: EncoderSpec, spec: CompressionSpec, texts: list[str] | None = None) -> None:
+    def __init__(
+        self, source: EncoderSpec, spec: CompressionSpec, texts: list[str] | None = None, objective: Any = None
+    ) -> None:
         """Compress the encoder ``source`` names (digest-checked as it loads).
 
         Args:
             source: The fp32 encoder's spec.
             spec: How to compress.
             texts: Calibration texts (used when ``spec.calibrated()``).
+            objective: ``(embeddings, rows) -> summed loss`` of the classifier on ``texts`` (their labels), for
+                ``prune_importance: taylor`` (:func:`taylor_objective`).
         """
         if spec.static() and not texts:
             raise CompressionError(_STATIC_NEEDS_CALIBRATION)
         encoder = load_encoder(source)
-        model, self.pruning = self._pruned(encoder, spec, texts, source.max_tokens)
+        model, self.pruning = self._pruned(encoder, spec, texts, source, objective)
         state = {name: tensor for name, tensor in model.state_dict().items()}
         self.sensitivity: dict[str, Any] = {}
         measured: dict[str, Any] = {}
@@ -282,14 +293,15 @@ class CompressedEncoder:
 
     @staticmethod
     def _pruned(
-        encoder: Any, spec: CompressionSpec, texts: list[str] | None, max_tokens: int
+        encoder: Any, spec: CompressionSpec, texts: list[str] | None, source: EncoderSpec, objective: Any
     ) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
         """The encoder's model after :attr:`CompressionSpec.pruning` (a copy; the loaded encoder is shared) and
         the per-layer pruning report; the model itself when nothing is pruned.
 
         Raises:
-            CompressionError: Fluctuation pruning without calibration texts.
+            CompressionError: Fluctuation or Taylor pruning without (labelled) calibration texts.
         """
+        max_tokens = source.max_tokens
         import copy
 
         prune = spec.pruning()
@@ -310,6 +322,19 @@ class CompressedEncoder:
 
             sample = texts[: spec.calibration_texts]
             inputs, _ = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=max_tokens)
+        if prune.importance == "taylor":
+            if not texts or objective is None:
+                raise CompressionError(
+                    "taylor pruning scores channels by the classifier's loss on labelled calibration rows: give "
+                    "calibration rows with their labels (dev_labelled), or compress.prune_importance fluctuation / "
+                    "l1 / l2"
+                )
+            from frugalml.models.calibration import record_taylor
+
+            names = [f"encoder.layer.{i}.{part}" for i in range(len(encoder_layers(encoder.model)))
+                     for part in ("output.dense", "attention.output.dense")]  # fmt: skip
+            inputs = record_taylor(encoder.model, encoder.tokenizer, texts[: spec.calibration_texts], objective,
+                                   max_tokens=max_tokens, pooling=source.pooling, names=names)  # fmt: skip
         model = copy.deepcopy(encoder.model) if encoder.device.type == "cpu" else encoder.model
         return model, prune_encoder(model, prune, inputs)
 
@@ -447,6 +472,14 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
             f"{getattr(model, 'kind', 'ngram_bag')} kind's int8 weights are decoded to float32), or compress.encoder "
             "is off; set compress.activations: dynamic"
         )
+    if spec.prune_hidden > 0:
+        from frugalml.models.head_pruning import mlp_heads
+
+        if not mlp_heads(model.module):
+            raise CompressionError(
+                "compress.prune_hidden removes hidden units of an MLP head: this model's head is linear "
+                "(train.model.hidden_dim 0), or its kind has none; set prune_hidden 0, or train with a hidden layer"
+            )
     if spec.pruning().active() and (getattr(model, "encoder", None) is None or not spec.encoder):
         raise CompressionError(
             "structured pruning removes channels and heads of an encoder: the model has none to prune (the "
@@ -484,13 +517,23 @@ def quantize(
     if spec.static() and calibration is None:
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
     started = time.perf_counter()
+    original, head_pruning = model, None
+    if spec.prune_hidden > 0:
+        from frugalml.models.head_pruning import prune_hidden_units
+
+        model, head_pruning = prune_hidden_units(model, share=spec.prune_hidden, importance=spec.prune_importance,
+                                                 calibration=calibration, label_column=label_column,
+                                                 load_base=load_base)  # fmt: skip
     codes = compress_tensors(model.tensors(), spec)
     base_meta = with_tasks(model.metadata(), model)
     holder = None
     encoder_spec: EncoderSpec | None = getattr(model, "encoder", None)
     if encoder_spec is not None and spec.encoder:
         texts = frame_texts(calibration, list(model.text_columns)) if calibration is not None else None
-        holder = CompressedEncoder(encoder_spec, spec, texts)
+        objective = None
+        if spec.pruning().active() and spec.prune_importance == "taylor" and calibration is not None and label_column:
+            objective = taylor_objective(model, calibration.iloc[: spec.calibration_texts], label_column)
+        holder = CompressedEncoder(encoder_spec, spec, texts, objective)
         base_meta["encoder"] = holder.spec.as_dict()
     base = load_base(base_meta, decode_all(codes))
     if holder is not None and hasattr(model, "store"):
@@ -498,7 +541,7 @@ def quantize(
     source = {
         "format": base_meta["format"],
         "kind": getattr(model, "kind", "ngram_bag"),
-        "fp32_bytes": fp32_nbytes(model),
+        "fp32_bytes": fp32_nbytes(original),
     }
     compressed = CompressedClassifier(base, codes=codes, spec=spec, encoder_dir=holder.directory if holder else None,
                                       source=source, holder=holder)  # fmt: skip
@@ -510,18 +553,50 @@ def quantize(
         "seconds": round(time.perf_counter() - started, 3),
         "tensors": _codec_counts(codes, holder.codes if holder else {}),
     }
-    if holder is not None and holder.pruning:
+    if holder is not None:
+        report.update(_encoder_report(holder))
+    if head_pruning is not None:
+        report["head_pruning"] = head_pruning
+    report["size_ratio"] = round(report["fp32_bytes"] / max(report["bytes"], 1), 3)
+    if calibration is not None:
+        report["calibration"] = agreement(original, compressed, calibration, label_column)
+    return compressed, report
+
+
+def _encoder_report(holder: CompressedEncoder) -> dict[str, Any]:
+    """The compressed encoder's part of the report: pruning, sensitivity and which layers compute how."""
+    report: dict[str, Any] = {}
+    if holder.pruning:
         report["encoder_pruning"] = holder.pruning
         report["encoder_parameters"] = sum(int(np.prod(c.shape)) for c in holder.codes.values())
-    if holder is not None and holder.sensitivity:
+    if holder.sensitivity:
         report["encoder_sensitivity"] = holder.sensitivity
         report["encoder_int8_tensors"] = sorted(n for n, c in holder.codes.items() if c.codec == "int8")
         report["encoder_fp32_compute"] = sorted(n for n, c in holder.codes.items() if c.meta.get("dynamic") is False)
         report["encoder_static_int8"] = sorted(n for n, c in holder.codes.items() if "input_scale" in c.meta)
-    report["size_ratio"] = round(report["fp32_bytes"] / max(report["bytes"], 1), 3)
-    if calibration is not None:
-        report["calibration"] = agreement(model, compressed, calibration, label_column)
-    return compressed, report
+    return report
+
+
+def taylor_objective(model: Any, rows: pd.DataFrame, label_column: str) -> Any:
+    """``(embeddings, part) -> summed cross-entropy`` of ``model``'s head (with its bag features for ``hybrid``) on
+    ``rows[part]`` against their labels, from the rows' pooled encoder embeddings (Taylor pruning's loss).
+
+    Raises:
+        CompressionError: A calibration label outside the model's labels.
+    """
+    index = {label: k for k, label in enumerate(model.labels)}
+    unknown = sorted({str(v) for v in rows[label_column] if v not in index})
+    if unknown:
+        raise CompressionError(f"calibration labels {unknown[:5]} are not among the model's labels {model.labels}")
+    y = torch.tensor([index[v] for v in rows[label_column]], dtype=torch.long)
+    bag = model.bag_weights(rows) if hasattr(model, "bag_weights") else None
+    module = model.module.cpu()
+
+    def loss(embeddings: torch.Tensor, part: slice) -> torch.Tensor:
+        inputs: tuple[torch.Tensor, ...] = csr_to_bags(bag[part], "cpu") if bag is not None else ()
+        return torch.nn.functional.cross_entropy(module(*inputs, embeddings), y[part], reduction="sum")
+
+    return loss
 
 
 def _codec_counts(*groups: dict[str, Encoded]) -> dict[str, dict[str, int]]:

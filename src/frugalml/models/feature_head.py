@@ -155,11 +155,14 @@ class EncoderTextClassifier:
             KeyError: When a text column is missing.
         """
         dense = self.store.embed(self.encoder, frame_texts(frame, self.text_columns), progress=progress)
-        csr = None
-        if self.featurizer is not None:
-            fields = [frame[c].fillna("").astype(str).tolist() for c in self.text_columns]
-            csr = tfidf_weights(self.featurizer.transform(fields), self.idf, sublinear=self.sublinear_tf)
-        return RowInputs(csr=csr, dense=dense)
+        return RowInputs(csr=self.bag_weights(frame), dense=dense)
+
+    def bag_weights(self, frame: pd.DataFrame) -> sp.csr_matrix | None:
+        """The hybrid kind's tf-idf bag weights of ``frame`` (None for the ``pretrained`` kind)."""
+        if self.featurizer is None:
+            return None
+        fields = [frame[c].fillna("").astype(str).tolist() for c in self.text_columns]
+        return tfidf_weights(self.featurizer.transform(fields), self.idf, sublinear=self.sublinear_tf)
 
     @torch.no_grad()
     def predict_proba(self, frame: pd.DataFrame, *, batch_size: int = 1024) -> np.ndarray:

@@ -10,13 +10,17 @@ channel's score, by ``importance``:
   output projection recorded on calibration texts (the dev split, never test rows): how much the layer's output
   moves with that channel. The mean contribution of each removed channel, W_out[:, j] * E[x_j], is added to the
   output bias (bias compensation), which stands in for fine-tuning;
-- ``l1`` / ``l2``: the norm of the channel's weights in both projections (no data, no compensation).
+- ``l1`` / ``l2``: the norm of the channel's weights in both projections (no data, no compensation);
+- ``taylor`` (first-order Taylor expansion of the task loss, Molchanov et al. 2019): |sum over calibration tokens of
+  x_j * dL/dx_j|, the loss change that removing channel j predicts, with L the classifier's own cross-entropy on the
+  labelled calibration rows (the dev split) through its head (no compensation).
 
-A head's score is the sum of its d channels' scores. Every layer keeps at least one head and one channel. The
+A head's score is the sum of its d channels' scores (``taylor``: |the sum of its channels' signed terms|, the
+change removing the whole head predicts). Every layer keeps at least one head and one channel. The
 pruned model's forward needs nothing else: BERT's attention reshapes to (-1 heads, d). :func:`fit_linear_shapes`
 rebuilds the smaller layers of a model made from the unchanged ``config.json`` before its state is loaded.
 
-Not built: Taylor (gradient) importance, a per-layer ratio allocated by sensitivity (the report gives each
+Not built: a per-layer ratio allocated by sensitivity (the report gives each
 layer's output error, measured on the calibration rows), the iterative prune -> fine-tune schedule (fine-tuning
 the encoder needs text that is not private, or DP fine-tuning of 22 M weights), hidden units of MLP heads.
 """
@@ -31,7 +35,8 @@ from torch import nn
 
 from frugalml.errors import CompressionError
 
-IMPORTANCE = ("fluctuation", "l1", "l2")
+IMPORTANCE = ("fluctuation", "l1", "l2", "taylor")
+TAYLOR_KEY = "::taylor"  # inputs[<linear name> + TAYLOR_KEY]: (in,) signed sums of x_j * dL/dx_j
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class PruneSpec:
 
     ffn: float = 0.0  # share of each layer's FFN channels removed, in [0, 1)
     heads: float = 0.0  # share of each layer's attention heads removed, in [0, 1)
-    importance: str = "fluctuation"  # fluctuation (calibration inputs, bias compensation) | l1 | l2
+    importance: str = "fluctuation"  # fluctuation (calibration inputs, bias compensation) | l1 | l2 | taylor
 
     def __post_init__(self) -> None:
         """Validate.
@@ -78,7 +83,15 @@ def _sliced(layer: nn.Linear, *, rows: torch.Tensor | None = None, columns: torc
 def _channel_scores(
     spec: PruneSpec, first: list[nn.Linear], last: nn.Linear, x: torch.Tensor | None, where: str
 ) -> torch.Tensor:
-    """Per input channel of ``last`` (rows of each of ``first``): the score of :class:`PruneSpec.importance`."""
+    """Per input channel of ``last`` (rows of each of ``first``): the score of :class:`PruneSpec.importance`
+    (``taylor``: the signed first-order terms; callers take the absolute value of a channel's or a head's sum)."""
+    if spec.importance == "taylor":
+        if x is None:
+            raise CompressionError(
+                f"taylor pruning needs the loss gradients of {where} on labelled calibration rows; give calibration "
+                "rows (dev_labelled) or use fluctuation / l1 / l2"
+            )
+        return x
     if spec.importance == "fluctuation":
         if x is None:
             raise CompressionError(
@@ -115,10 +128,12 @@ def _split(order: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _prune_ffn(layer: Any, index: int, spec: PruneSpec, inputs: dict[str, torch.Tensor]) -> dict[str, int]:
     first, last = layer.intermediate.dense, layer.output.dense
-    x = inputs.get(f"encoder.layer.{index}.output.dense")
+    name = f"encoder.layer.{index}.output.dense"
+    x = inputs.get(name)
     width = last.weight.shape[1]
     keep = max(1, round(width * (1 - spec.ffn)))
-    order = _channel_scores(spec, [first], last, x, f"layer {index}'s FFN").argsort(descending=True)
+    scores = inputs.get(name + TAYLOR_KEY) if spec.importance == "taylor" else x
+    order = _channel_scores(spec, [first], last, scores, f"layer {index}'s FFN").abs().argsort(descending=True)
     kept, removed = _split(order, keep)
     original = _sliced(last)
     _compensate(last, removed, x, spec)
@@ -132,10 +147,12 @@ def _prune_heads(layer: Any, index: int, spec: PruneSpec, inputs: dict[str, torc
     size = int(attention.attention_head_size)
     heads = last.weight.shape[1] // size
     keep = max(1, heads - int(heads * spec.heads))
-    x = inputs.get(f"encoder.layer.{index}.attention.output.dense")
+    name = f"encoder.layer.{index}.attention.output.dense"
+    x = inputs.get(name)
     projections = [attention.query, attention.key, attention.value]
-    channel = _channel_scores(spec, projections, last, x, f"layer {index}'s attention")
-    order = channel.reshape(heads, size).sum(1).argsort(descending=True)
+    scores = inputs.get(name + TAYLOR_KEY) if spec.importance == "taylor" else x
+    channel = _channel_scores(spec, projections, last, scores, f"layer {index}'s attention")
+    order = channel.reshape(heads, size).sum(1).abs().argsort(descending=True)
     kept_heads, removed_heads = _split(order, keep)
     columns = (kept_heads[:, None] * size + torch.arange(size)).reshape(-1)
     removed = (removed_heads[:, None] * size + torch.arange(size)).reshape(-1)
@@ -173,7 +190,7 @@ def prune_encoder(
         model: A BERT-style encoder (a copy: it is changed).
         spec: What to remove.
         inputs: Calibration inputs of each Linear (:func:`frugalml.models.calibration.record_inputs`); needed by
-            ``fluctuation``.
+            ``fluctuation``; ``taylor`` reads ``<name>::taylor`` (:func:`frugalml.models.calibration.record_taylor`).
 
     Returns:
         Per layer: widths before and after, and the layer's relative output error on the calibration inputs of its

@@ -48,6 +48,7 @@ def _settings(config: CompressParams, precision: str) -> dict[str, Any]:
         "max_dynamic_int8_error": config.max_dynamic_int8_error, "int8_share": config.int8_share,
         "activation_aware": config.activation_aware, "calibration_texts": config.calibration_texts,
         "prune_ffn": config.prune_ffn, "prune_heads": config.prune_heads, "prune_importance": config.prune_importance,
+        "prune_hidden": config.prune_hidden,
     }  # fmt: skip
 
 

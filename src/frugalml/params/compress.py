@@ -37,10 +37,14 @@ class CompressParams(Strict):
     activation_aware: bool = True  # int4-kmeans: k-means weighted by calibration activations / token counts
     calibration_texts: int = Field(default=64, ge=1, le=4096)  # dev texts the encoder's calibration reads
     # structured pruning of the encoder (pretrained / hybrid kinds) before quantisation: the share of each layer's
-    # FFN channels and attention heads physically removed, scored by fluctuation (calibration) or l1 / l2
+    # FFN channels and attention heads physically removed, scored by fluctuation (calibration), l1 / l2 or taylor (the
+    # classifier's loss on the labelled dev rows)
     prune_ffn: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
     prune_heads: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
-    prune_importance: Literal["fluctuation", "l1", "l2"] = "fluctuation"
+    prune_importance: Literal["fluctuation", "l1", "l2", "taylor"] = "fluctuation"
+    # the share of an MLP head's hidden units removed (train.model.hidden_dim > 0: the bag and frozen-encoder kinds),
+    # scored by prune_importance like the encoder's channels
+    prune_hidden: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
     # the gate: the compressed model may lose at most this much dev accuracy against the uncompressed one
     max_dev_accuracy_drop: float = Field(default=0.01, ge=0, le=1, allow_inf_nan=False)
     on_accuracy_drop: Literal["fail", "warn"] = "fail"
