@@ -494,8 +494,13 @@ def test_taylor_terms_are_the_loss_change_of_scaling_each_channel():
         assert float(term[channel]) == pytest.approx(expected, rel=1e-3)
 
 
+def _grads(model):
+    return [None if p.grad is None else float(p.grad.abs().sum()) for p in model.module.parameters()]
+
+
 def test_taylor_pruning_scores_channels_by_the_classifier_loss_on_labelled_dev_rows(pretrained, sets):
     _, dev, test = sets
+    grads = _grads(pretrained)
     compressed, report = _compress(pretrained, dev, "fp16", prune_ffn=0.3, prune_heads=0.25,
                                    prune_importance="taylor")  # fmt: skip
     codes = compressed._holder.codes
@@ -506,7 +511,13 @@ def test_taylor_pruning_scores_channels_by_the_classifier_loss_on_labelled_dev_r
             (("taylor", compressed), ("fluctuation", fluctuation))}  # fmt: skip
     assert not torch.equal(*(next(iter(parts.values())) for parts in kept.values()))  # other channels chosen
     assert report["calibration"]["agreement"] >= 0.8, report["calibration"]
-    with pytest.raises(CompressionError, match="taylor pruning scores channels by the classifier's loss"):
+    assert all(0 < entry["ffn_error"] < 1 for entry in report["encoder_pruning"])  # measured on the calibration rows
+    assert _grads(pretrained) == grads  # the caller's model is left as it was (no gradients written into it)
+    bad = dev.copy()
+    bad.loc[bad.index[20], "label"] = 5  # past the 16 rows the scores read: every row is checked
+    with pytest.raises(CompressionError, match=r"calibration labels \['5'\]"):
+        _compress(pretrained, bad, "fp16", prune_ffn=0.3, prune_importance="taylor", calibration_texts=16)
+    with pytest.raises(CompressionError, match="taylor pruning scores channels on calibration texts"):
         quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="taylor", load_base=load_classifier)
     with pytest.raises(CompressionError, match="taylor pruning scores channels by the classifier's loss"):
         quantize(pretrained, precision="fp16", prune_ffn=0.2, prune_importance="taylor", calibration=dev,
@@ -543,11 +554,16 @@ def test_hidden_unit_pruning_covers_every_task_head_and_the_frozen_encoder_head(
                                       "map": {"easy-ham*": "easy", "hard-ham*": "hard"}}]}}  # fmt: skip
     params = {**NO_DP, "lr": 0.02, "model": {"kind": "pretrained", "pretrained": SHORT, "hidden_dim": 24}, **tasks}
     model, *_ = train_text_classifier(train, dev, params, {}, 0, pretrained.store)  # the fixture's cached features
+    grads = _grads(model)
     compressed, report = _compress(model, dev, "fp16", prune_hidden=0.25, prune_importance="taylor", encoder=False)
     assert report["head_pruning"]["heads"] == ["head.main", "head.tasks.difficulty"]
     assert compressed.base.module.head.tasks["difficulty"][0].out_features == 18
     served = predict_frame(compressed, test.iloc[:20])
     assert {"difficulty_label", "difficulty_probability_hard"} <= set(served.columns)
+    assert _grads(model) == grads
+    spam = dev[dev["label"] == 1]  # the difficulty task labels ham only: its head has nothing to be scored on
+    with pytest.raises(CompressionError, match="task 'difficulty'.s head: no calibration row has a label"):
+        _compress(model, spam, "fp16", prune_hidden=0.25, prune_importance="taylor", encoder=False)
 
 
 def test_hidden_unit_pruning_refuses_what_it_cannot_prune(bag, mlp_bag, sets):
@@ -560,6 +576,14 @@ def test_hidden_unit_pruning_refuses_what_it_cannot_prune(bag, mlp_bag, sets):
         quantize(mlp_bag, precision="fp16", prune_hidden=0.3, load_base=load_classifier)
     _, report = quantize(mlp_bag, precision="fp16", prune_hidden=0.3, prune_importance="l1", load_base=load_classifier)
     assert report["head_pruning"]["hidden_after"] == 22 and report["head_pruning"]["output_error"] is None
+
+
+def test_the_compress_node_reports_what_pruning_removed(mlp_bag, sets):
+    from frugalml.nodes.compress import compress_classifier
+
+    settings = {"precision": "fp16", "compare": [], "prune_hidden": 0.5, "latency_batches": [8], "latency_repeats": 1}
+    _, _, report = compress_classifier(mlp_bag, sets[1], settings, {})
+    assert report["variants"]["fp16"]["head_pruning"]["hidden_after"] == 16
 
 
 # --- ONNX export -----------------------------------------------------------------------------------------------

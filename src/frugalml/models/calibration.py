@@ -130,7 +130,6 @@ def record_taylor(
 
     def keep(name: str):  # noqa: ANN202
         def record(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            args[0].retain_grad()
             captured[name] = args[0]
 
         return record
@@ -150,9 +149,10 @@ def record_taylor(
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = hidden[:, 0] if pooling == "cls" else (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
                 value = loss(torch.nn.functional.normalize(pooled, dim=-1), slice(start, start + len(pooled)))
-                value.backward()
-                for name, x in captured.items():
-                    grad = x.grad if x.grad is not None else torch.zeros_like(x)
+                # gradients of the activations only: no parameter (the head's, the encoder's) gets a .grad
+                grads = torch.autograd.grad(value, list(captured.values()), allow_unused=True)
+                for (name, x), found in zip(captured.items(), grads, strict=True):
+                    grad = found if found is not None else torch.zeros_like(x)
                     term = (x.detach() * grad * mask).sum((0, 1)) if x.dim() == 3 else (x.detach() * grad).sum(0)
                     sums[name] = sums[name] + term.float() if name in sums else term.float()
                 captured.clear()

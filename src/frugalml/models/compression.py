@@ -55,7 +55,7 @@ from frugalml.models.encoder import (
     resolve_encoder_dir,
     weights_file,
 )
-from frugalml.models.multitask import model_tasks, with_tasks
+from frugalml.models.multitask import ALL_OUTPUTS, model_tasks, task_output, task_targets, with_tasks
 from frugalml.models.ngram_bag import csr_to_bags
 from frugalml.models.pruning import PruneSpec, encoder_layers, prune_encoder
 
@@ -311,31 +311,29 @@ class CompressedEncoder:
         if not prune.active():
             return encoder.model, []
 
-        inputs = None
-        if prune.importance == "fluctuation":
-            if not texts:
-                raise CompressionError(
-                    "fluctuation pruning scores channels on calibration texts: give calibration rows (dev_labelled) "
-                    "or compress.prune_importance l1 / l2"
-                )
-            from frugalml.models.calibration import record_inputs
+        # a copy: the loaded encoder is shared (process-wide), so no hook is ever put on it
+        model = copy.deepcopy(encoder.model) if encoder.device.type == "cpu" else encoder.model
+        inputs: dict[str, torch.Tensor] | None = None
+        if prune.importance in ("fluctuation", "taylor") and not texts:
+            raise CompressionError(
+                f"{prune.importance} pruning scores channels on calibration texts: give calibration rows "
+                "(dev_labelled) or compress.prune_importance l1 / l2"
+            )
+        if prune.importance == "taylor" and objective is None:
+            raise CompressionError(
+                "taylor pruning scores channels by the classifier's loss on labelled calibration rows: give "
+                "calibration rows with their labels (dev_labelled), or compress.prune_importance fluctuation / l1 / l2"
+            )
+        if texts and prune.importance in ("fluctuation", "taylor"):
+            from frugalml.models.calibration import record_inputs, record_taylor
 
             sample = texts[: spec.calibration_texts]
-            inputs, _ = record_inputs(encoder.model, encoder.tokenizer, sample, max_tokens=max_tokens)
-        if prune.importance == "taylor":
-            if not texts or objective is None:
-                raise CompressionError(
-                    "taylor pruning scores channels by the classifier's loss on labelled calibration rows: give "
-                    "calibration rows with their labels (dev_labelled), or compress.prune_importance fluctuation / "
-                    "l1 / l2"
-                )
-            from frugalml.models.calibration import record_taylor
-
-            names = [f"encoder.layer.{i}.{part}" for i in range(len(encoder_layers(encoder.model)))
-                     for part in ("output.dense", "attention.output.dense")]  # fmt: skip
-            inputs = record_taylor(encoder.model, encoder.tokenizer, texts[: spec.calibration_texts], objective,
-                                   max_tokens=max_tokens, pooling=source.pooling, names=names)  # fmt: skip
-        model = copy.deepcopy(encoder.model) if encoder.device.type == "cpu" else encoder.model
+            inputs, _ = record_inputs(model, encoder.tokenizer, sample, max_tokens=max_tokens)  # (and the errors)
+            if prune.importance == "taylor":
+                names = [f"encoder.layer.{i}.{part}" for i in range(len(encoder_layers(model)))
+                         for part in ("output.dense", "attention.output.dense")]  # fmt: skip
+                inputs.update(record_taylor(model, encoder.tokenizer, sample, objective, max_tokens=max_tokens,
+                                            pooling=source.pooling, names=names))  # fmt: skip
         return model, prune_encoder(model, prune, inputs)
 
     def nbytes(self) -> int:
@@ -517,13 +515,8 @@ def quantize(
     if spec.static() and calibration is None:
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
     started = time.perf_counter()
-    original, head_pruning = model, None
-    if spec.prune_hidden > 0:
-        from frugalml.models.head_pruning import prune_hidden_units
-
-        model, head_pruning = prune_hidden_units(model, share=spec.prune_hidden, importance=spec.prune_importance,
-                                                 calibration=calibration, label_column=label_column,
-                                                 load_base=load_base)  # fmt: skip
+    original = model
+    model, head_pruning = _pruned_head(model, spec, calibration, label_column, load_base)
     codes = compress_tensors(model.tensors(), spec)
     base_meta = with_tasks(model.metadata(), model)
     holder = None
@@ -563,6 +556,22 @@ def quantize(
     return compressed, report
 
 
+def _pruned_head(
+    model: Any, spec: CompressionSpec, calibration: pd.DataFrame | None, label_column: str | None, load_base: Any
+) -> tuple[Any, dict[str, Any] | None]:
+    """``model`` with ``spec.prune_hidden`` of its MLP heads' hidden units removed (itself when 0), and the report;
+    under Taylor pruning every calibration row's label is checked first (both Taylor paths read them)."""
+    taylor = spec.prune_importance == "taylor" and (spec.prune_hidden > 0 or spec.pruning().active())
+    if taylor and calibration is not None and label_column:
+        check_calibration_labels(model, calibration, label_column)
+    if spec.prune_hidden <= 0:
+        return model, None
+    from frugalml.models.head_pruning import prune_hidden_units
+
+    return prune_hidden_units(model, share=spec.prune_hidden, importance=spec.prune_importance,
+                              calibration=calibration, label_column=label_column, load_base=load_base)  # fmt: skip
+
+
 def _encoder_report(holder: CompressedEncoder) -> dict[str, Any]:
     """The compressed encoder's part of the report: pruning, sensitivity and which layers compute how."""
     report: dict[str, Any] = {}
@@ -577,24 +586,51 @@ def _encoder_report(holder: CompressedEncoder) -> dict[str, Any]:
     return report
 
 
+def check_calibration_labels(model: Any, rows: pd.DataFrame, label_column: str) -> None:
+    """Refuse calibration rows whose label is not one of the model's (Taylor scores need every row's loss).
+
+    Raises:
+        CompressionError: Naming the labels.
+    """
+    known = set(model.labels)
+    unknown = sorted({str(v) for v in rows[label_column] if v not in known})
+    if unknown:
+        raise CompressionError(
+            f"calibration labels {unknown[:5]} (column {label_column!r}) are not among the model's labels "
+            f"{model.labels}: taylor pruning needs each calibration row's loss"
+        )
+
+
 def taylor_objective(model: Any, rows: pd.DataFrame, label_column: str) -> Any:
-    """``(embeddings, part) -> summed cross-entropy`` of ``model``'s head (with its bag features for ``hybrid``) on
-    ``rows[part]`` against their labels, from the rows' pooled encoder embeddings (Taylor pruning's loss).
+    """``(embeddings, part) -> summed loss`` of ``model``'s heads (with its bag features for ``hybrid``) on
+    ``rows[part]``, from the rows' pooled encoder embeddings (Taylor pruning's loss): the main cross-entropy plus,
+    for a multi-task model, each task's (times its weight; rows without a task label add nothing). The encoder is
+    shared by every head, so every head's loss scores its channels.
 
     Raises:
         CompressionError: A calibration label outside the model's labels.
     """
+    check_calibration_labels(model, rows, label_column)
     index = {label: k for k, label in enumerate(model.labels)}
-    unknown = sorted({str(v) for v in rows[label_column] if v not in index})
-    if unknown:
-        raise CompressionError(f"calibration labels {unknown[:5]} are not among the model's labels {model.labels}")
     y = torch.tensor([index[v] for v in rows[label_column]], dtype=torch.long)
+    tasks = model_tasks(model)
+    task_y = [torch.from_numpy(task_targets(rows, task, where="the calibration rows")) for task in tasks]
     bag = model.bag_weights(rows) if hasattr(model, "bag_weights") else None
-    module = model.module.cpu()
+    module = model.module.cpu().eval()
+    classes = len(model.labels)
 
     def loss(embeddings: torch.Tensor, part: slice) -> torch.Tensor:
         inputs: tuple[torch.Tensor, ...] = csr_to_bags(bag[part], "cpu") if bag is not None else ()
-        return torch.nn.functional.cross_entropy(module(*inputs, embeddings), y[part], reduction="sum")
+        with task_output(module, ALL_OUTPUTS):
+            logits = module(*inputs, embeddings)
+        value = torch.nn.functional.cross_entropy(logits[:, :classes], y[part], reduction="sum")
+        start = classes
+        for task, labels in zip(tasks, task_y, strict=True):
+            block = logits[:, start : start + len(task.labels)]
+            value = value + task.weight * torch.nn.functional.cross_entropy(block, labels[part], ignore_index=-1,
+                                                                            reduction="sum")  # fmt: skip
+            start += len(task.labels)
+        return value
 
     return loss
 

@@ -9,7 +9,8 @@ of the last. A unit's score, by ``importance`` (as for the encoder, :mod:`frugal
   each removed unit's mean contribution is added to the output bias;
 - ``l1`` / ``l2``: the norm of the unit's weights in both Linear layers (no data);
 - ``taylor``: |sum over calibration rows of a_j * dL/da_j| with L the head's cross-entropy on the rows' labels (the
-  main task's for the main head, each task's own labels for a task head; rows without a label add nothing).
+  main task's for the main head, each task's own labels for a task head; rows without a label add nothing, and a
+  head no calibration row labels is refused).
 
 The pruned bundle is rebuilt from its saved form by the kind's own loader with ``hidden_dim`` set to the units kept.
 """
@@ -58,8 +59,6 @@ def _unit_terms(
 
     def keep(prefix: str):  # noqa: ANN202
         def record(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            if taylor:
-                args[0].retain_grad()
             captured[prefix] = args[0]
 
         return record
@@ -69,39 +68,54 @@ def _unit_terms(
     was_training = module.training
     module.eval()
     try:
+        grads: dict[str, torch.Tensor] = {}
         with torch.set_grad_enabled(taylor), task_output(module, ALL_OUTPUTS):
             logits = module(*_inputs(model, frame))
             if taylor:
-                _task_loss(model, logits, frame, label_column).backward()
+                losses = _task_losses(model, logits, frame, label_column)
+                for prefix, x in captured.items():  # each head by its own loss; no parameter gets a .grad
+                    grads[prefix] = torch.autograd.grad(losses[prefix], x, retain_graph=True)[0]
     finally:
         module.train(was_training)
         for handle in handles:
             handle.remove()
-    out: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-    for prefix, x in captured.items():
-        terms = (x.detach() * x.grad).sum(0) if taylor and x.grad is not None else None
-        out[prefix] = (x.detach(), terms)
-    return out
+    return {prefix: (x.detach(), (x.detach() * grads[prefix]).sum(0) if taylor else None)
+            for prefix, x in captured.items()}  # fmt: skip
 
 
-def _task_loss(model: Any, logits: torch.Tensor, frame: pd.DataFrame, label_column: str | None) -> torch.Tensor:
-    """The summed cross-entropy of every head (main labels, each task's labels) on ``frame``."""
+def _task_losses(model: Any, logits: torch.Tensor, frame: pd.DataFrame, label_column: str | None) -> dict[str, Any]:
+    """Each head's summed cross-entropy on ``frame`` (``head`` / ``head.main``: the main labels; ``head.tasks.<t>``:
+    task t's labels), by the head's state-dict prefix.
+
+    Raises:
+        CompressionError: No label column, a main label outside the model's labels, or a head that no calibration
+            row has a label for (its units would be kept in index order, not by score).
+    """
     if label_column is None or label_column not in frame.columns:
         raise CompressionError(
             "taylor pruning of the head's hidden units needs labelled calibration rows (dev_labelled with its "
             "label column); use compress.prune_importance fluctuation / l1 / l2"
         )
     index = {label: k for k, label in enumerate(model.labels)}
-    y = torch.tensor([index.get(v, -1) for v in frame[label_column]], dtype=torch.long)
-    classes = len(model.labels)
-    loss = nn.functional.cross_entropy(logits[:, :classes].float(), y, ignore_index=-1, reduction="sum")
+    unknown = sorted({str(v) for v in frame[label_column] if v not in index})
+    if unknown:
+        raise CompressionError(f"calibration labels {unknown[:5]} are not among the model's labels {model.labels}")
+    classes, tasks = len(model.labels), model_tasks(model)
+    y = torch.tensor([index[v] for v in frame[label_column]], dtype=torch.long)
+    losses = {"head.main" if tasks else "head": nn.functional.cross_entropy(logits[:, :classes].float(), y,
+                                                                          reduction="sum")}  # fmt: skip
     start = classes
-    for task in model_tasks(model):
+    for task in tasks:
         labels = torch.from_numpy(task_targets(frame, task, where="the calibration rows"))
+        if not (labels >= 0).any():
+            raise CompressionError(
+                f"taylor pruning of task {task.name!r}'s head: no calibration row has a label for it (column "
+                f"{task.column!r}); use compress.prune_importance fluctuation / l1 / l2, or calibrate on rows it labels"
+            )
         part = logits[:, start : start + len(task.labels)].float()
-        loss = loss + nn.functional.cross_entropy(part, labels, ignore_index=-1, reduction="sum")
+        losses[f"head.tasks.{task.name}"] = nn.functional.cross_entropy(part, labels, ignore_index=-1, reduction="sum")
         start += len(task.labels)
-    return loss
+    return losses
 
 
 def prune_hidden_units(

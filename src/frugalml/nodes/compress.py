@@ -52,6 +52,11 @@ def _settings(config: CompressParams, precision: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _pruning_parts(figures: dict[str, Any]) -> dict[str, Any]:
+    """What a variant's pruning removed (head and encoder widths, per-layer errors, weights kept), where it pruned."""
+    return {key: figures[key] for key in ("head_pruning", "encoder_pruning", "encoder_parameters") if key in figures}
+
+
 def _latencies(model: Any, rows: pd.DataFrame, config: CompressParams) -> dict[str, float]:
     return {f"latency_b{batch}_s": round(latency(model, rows, batch=batch, repeats=config.latency_repeats), 5)
             for batch in config.latency_batches}  # fmt: skip
@@ -120,6 +125,7 @@ def compress_classifier(
             "max_probability_change": calibration["max_probability_change"],
             "compress_seconds": figures["seconds"],
             "tensors": figures["tensors"],
+            **_pruning_parts(figures),
             **_latencies(compressed, dev, config),
         }
         if precision == config.precision:
