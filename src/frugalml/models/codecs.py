@@ -430,7 +430,10 @@ def onednn_int8_available() -> bool:
         torch.ops.onednn.qlinear_pointwise(torch.zeros(1, 16, dtype=torch.uint8), 1.0, 0, packed, torch.ones(16),
                                            torch.zeros(16, dtype=torch.int64), None, 1.0, 0, torch.float32, "none",
                                            [], "")  # fmt: skip
-    except (RuntimeError, AttributeError, NotImplementedError) as error:  # the op is missing, or has no kernel here
+    except (RuntimeError, AttributeError, NotImplementedError) as error:
+        # the build lacks the op (AttributeError), or the op has no kernel for this CPU (RuntimeError,
+        # NotImplementedError): a supported configuration, not an error. StaticInt8Linear then takes its float32
+        # path, which multiplies the same quantised numbers (tested with the op made to fail)
         logging.getLogger(__name__).warning(
             "oneDNN's quantised Linear does not run here (%s: %s); static INT8 layers compute the same quantised "
             "numbers in float32 (same results, no integer speed-up)",

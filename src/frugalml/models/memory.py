@@ -20,20 +20,19 @@ import torch
 from torch import nn
 
 
-def saved_bytes(module: nn.Module, forward: Callable[[], Any], held: Sequence[torch.Tensor] = ()) -> tuple[int, Any]:
-    """Bytes of the non-parameter tensors autograd saves while ``forward()`` runs (plus the tensors ``held``
-    otherwise, e.g. checkpoint inputs kept by the checkpoint itself; each storage counted once), and its result.
+def saved_bytes(module: nn.Module, forward: Callable[[], Any]) -> tuple[int, Any]:
+    """Bytes of the non-parameter tensors autograd saves while ``forward()`` runs (each storage counted once; a
+    non-reentrant checkpoint's input is one of them), and its result.
 
     Args:
         module: The model (its parameters are not activations).
         forward: Runs the forward pass with grad enabled.
-        held: Tensors the step keeps outside autograd's saved tensors.
 
     Returns:
         (bytes, the forward's output).
     """
     params = {p.untyped_storage().data_ptr() for p in module.parameters()}
-    seen: dict[int, int] = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in held}
+    seen: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
@@ -47,23 +46,20 @@ def saved_bytes(module: nn.Module, forward: Callable[[], Any], held: Sequence[to
 
 
 def peak_activation_bytes(
-    module: nn.Module, forward: Callable[[], Any], segments: Sequence[Callable[[], Any]] = (),
-    held: Sequence[torch.Tensor] = (),
-) -> int:  # fmt: skip
-    """Activation bytes at the peak of a step: what ``forward`` saves and the tensors ``held`` (the checkpoints'
-    inputs), plus the largest of ``segments`` (the checkpointed parts, each run alone as the backward pass
-    recomputes it).
+    module: nn.Module, forward: Callable[[], Any], segments: Sequence[Callable[[], Any]] = ()
+) -> int:
+    """Activation bytes at the peak of a step: what ``forward`` saves (the checkpoints' inputs included), plus the
+    largest of ``segments`` (the checkpointed parts, each run alone as the backward pass recomputes it).
 
     Args:
         module: The model.
         forward: The step's forward pass.
         segments: Forward passes of each checkpointed segment alone (none without checkpointing).
-        held: Tensors kept by the checkpoints themselves (their inputs), not among autograd's saved tensors.
 
     Returns:
         Bytes.
     """
-    outer, _ = saved_bytes(module, forward, held)
+    outer, _ = saved_bytes(module, forward)
     inner = max((saved_bytes(module, segment)[0] for segment in segments), default=0)
     return outer + inner
 
