@@ -27,9 +27,15 @@ layer's FFN channels, 1 of 12 heads, physically removed; no fine-tuning). Not bu
 distillation of the table runs without DP, like the teacher; ``dp_distillation`` repeats it with DP on: the DP
 teacher, its DP student, and the DP n-gram bag at epsilon 1 and 2 (the student's training rows spend 2).
 
-    python -m benchmarks.compression [--smoke] [--no-mlflow]
+``fine_tuned`` (``--fine-tuned``, off by default: about 20 more minutes on 2 cores): the encoder fine-tuned with
+LoRA adapters and fully (``benchmarks.efficiency``'s recipe: 2 epochs, batch 32, head lr 0.05, no DP), each in fp32
+and compressed by the ``compress`` stage's defaults to ``int8`` and ``int4-kmeans`` through its merged encoder,
+and to ``int4-mixed``; test accuracy, bytes and batch-256 latency per variant beside its own fp32 model.
 
-``--smoke``: 400 e-mails, 32 tokens, latency at batch 1 and 16, one repeat.
+    python -m benchmarks.compression [--smoke] [--no-mlflow] [--fine-tuned]
+
+``--smoke``: 400 e-mails, 32 tokens, latency at batch 1 and 16, one repeat (``--fine-tuned``: LoRA only, one
+epoch, int8 only).
 """
 
 from __future__ import annotations
@@ -129,6 +135,37 @@ class _OnnxModel:
         return np.concatenate(out)
 
 
+def _fine_tuned(sets: dict[str, pd.DataFrame], tokens: int | None, smoke: bool, measure: Any) -> dict[str, Any]:
+    """LoRA and fully fine-tuned encoders in fp32 and compressed through their merged encoders (``measure``d
+    like the main variants, as ``<tuning>`` and ``<tuning>-<variant>``); test accuracies and bytes per tuning."""
+    from frugalml.models.compression import quantize
+    from frugalml.models.embedding_store import EmbeddingStore
+    from frugalml.models.zoo import load_classifier
+
+    stage = parameters().compress
+    calibrated = {"max_dynamic_int8_error": stage.max_dynamic_int8_error, "activation_aware": stage.activation_aware,
+                  "calibration_texts": stage.calibration_texts, "group_weights": stage.group_weights}  # fmt: skip
+    variants = {"int8": {"precision": "int8"}, "int4-kmeans": {"precision": "int4-kmeans"},
+                "int4-mixed": {"precision": "int4-kmeans", "int8_share": MIXED_SHARE}}  # fmt: skip
+    recipe = {"epochs": 1 if smoke else 2, "patience": 2, "batch_size": 32, "lr": 0.05, "progress": False,
+              "privacy": {"enabled": False}}  # fmt: skip
+    inputs = {"train_set_checked": sets["train_labelled"], "dev_labelled": sets["dev_labelled"]}
+    figures: dict[str, Any] = {}
+    for tuning in ("adapters",) if smoke else ("adapters", "full"):
+        pretrained: dict[str, Any] = {"fine_tuning": tuning, **({"max_tokens": tokens} if tokens else {})}
+        params = {"train": {**recipe, "model": {"kind": "pretrained", "pretrained": pretrained}}}
+        model = run_slice("train", {**inputs, "encoder_cache": EmbeddingStore(None)}, ["text_classifier"],
+                          params)["text_classifier"]  # fmt: skip
+        rows = {"fp32": measure(tuning, model)}
+        for name, setting in list(variants.items())[:1] if smoke else variants.items():
+            compressed, _ = quantize(model, calibration=sets["dev_labelled"], label_column="label",
+                                     load_base=load_classifier, **calibrated, **setting)  # fmt: skip
+            compressed.store = EmbeddingStore(None)
+            rows[name] = measure(f"{tuning}-{name}", compressed)
+        figures[tuning] = rows
+    return figures
+
+
 def _saved_bytes(model: Any) -> int:
     """Bytes of the weights files of ``model`` as saved (the compressed artifact, or an fp32 model + its encoder)."""
     from frugalml.models.compression import fp32_nbytes
@@ -171,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="400 e-mails, 32 tokens, small latency batches")
     parser.add_argument("--no-mlflow", action="store_true")
+    parser.add_argument("--fine-tuned", action="store_true", help="also LoRA and full fine-tuning, compressed")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     tokens = 32 if args.smoke else None
@@ -182,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reference = _train(sets, "pretrained", tokens, store)
     rows: dict[str, dict[str, Any]] = {}
 
-    def measure(name: str, model: Any, nbytes: int | None = None) -> None:
+    def measure(name: str, model: Any, nbytes: int | None = None) -> dict[str, Any]:
         rows[name] = {
             "bytes": nbytes or _saved_bytes(model),
             "acc": _accuracy(model, test),
@@ -191,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for batch in batches:
             rows[name][f"latency_b{batch}_s"] = round(latency(model, test, batch=batch, repeats=repeats), 4)
         console.print(name, rows[name])
+        return rows[name]
 
     measure("fp32", reference)
     stage = parameters().compress  # the compress stage's defaults (conf/base/parameters_compress.yml)
@@ -219,8 +258,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bag_int4, _ = quantize(bag, precision="int4-kmeans", load_base=load_classifier)
     bag_rows = {"bag_fp32": {"bytes": _saved_bytes(bag), "acc": _accuracy(bag, test)},
                 "bag_int4": {"bytes": _saved_bytes(bag_int4), "acc": _accuracy(bag_int4, test)}}  # fmt: skip
+    fine_tuned = _fine_tuned(sets, tokens, args.smoke, measure) if args.fine_tuned else None
+    tuned = {f"{t}-{v}" if v != "fp32" else t for t, parts in (fine_tuned or {}).items() for v in parts}
     fp32 = rows["fp32"]
-    within = [n for n in rows if n != "fp32" and fp32["acc"] - rows[n]["acc"] <= TOLERANCE]
+    within = [n for n in rows if n not in tuned | {"fp32"} and fp32["acc"] - rows[n]["acc"] <= TOLERANCE]
     best = min(within, key=lambda n: rows[n]["bytes"]) if within else None
     encoders = [n for n in within if not n.startswith("distilled")]
     best_encoder = min(encoders, key=lambda n: rows[n]["bytes"]) if encoders else None
@@ -275,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),  # fmt: skip
         "latency_batch": last,
         "bag": bag_rows,
+        "fine_tuned": fine_tuned,  # per tuning: its fp32 model and its compressed variants (--fine-tuned)
         "variants": rows,
     }
     return finish("compression", figures, args, started)

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
-    figures = run_benchmark_smoke("compression", tmp_path)
+    figures = run_benchmark_smoke("compression", tmp_path, "--fine-tuned", timeout=600)
     assert figures["fp32_bytes"] > 90_000_000  # the encoder classifier: MiniLM's fp32 weights and the head
     assert figures["fp32_bytes"] > figures["fp16_bytes"] > figures["int8_bytes"] > figures["int4_bytes"]
     assert figures["int4_mixed_bytes"] > figures["int4_bytes"]  # some tensors kept at int8
@@ -25,6 +25,9 @@ def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
     private = figures["dp_distillation"]
     assert set(private) == {"teacher_pretrained_eps1", "student_bag_eps1_plus_1", "bag_eps1", "bag_eps2"}
     assert all(is_fraction(value) for value in private.values()), private
+    lora = figures["fine_tuned"]["adapters"]  # --fine-tuned (smoke: LoRA, int8)
+    assert set(lora) == {"fp32", "int8"} and lora["int8"]["bytes"] < lora["fp32"]["bytes"] / 3.5
+    assert is_fraction(lora["int8"]["acc"]) and figures["best_variant"] not in {"adapters", "adapters-int8"}
     best = figures["variants"][figures["best_variant"]]
     assert figures["acc_fp32"] - best["acc"] <= 0.003  # the best variant is the smallest within 0.3 points
     assert figures["size_ratio_best"] == pytest.approx(figures["fp32_bytes"] / best["bytes"], rel=1e-3)

@@ -114,15 +114,136 @@ def test_adapter_targets_the_encoder_lacks_are_named_before_training(sets):
         train_text_classifier(train, dev, params, {}, 0)
 
 
-def test_compressing_a_fine_tuned_model_is_refused_by_name(sets):
+@pytest.fixture(scope="module")
+def tuned(sets):
+    """A LoRA model and a fully fine-tuned one, two epochs each (the encoder's weights moved)."""
+    train, dev, _ = sets
+    models = {}
+    for tuning in ("adapters", "full"):
+        torch.manual_seed(0)
+        models[tuning], _, _ = train_text_classifier(train, dev, {**NO_DP, "model": _params(tuning)}, {}, 0)
+    return models
+
+
+def _lora_delta(model, layer: str) -> torch.Tensor:
+    """W_merged - W of one LoRA layer, from its own A, B and scale (the merge's reference, not peft's)."""
+    lora = model.module.encoder.get_submodule(layer)
+    a, b = lora.lora_A["default"].weight, lora.lora_B["default"].weight  # (r, in), (out, r)
+    return (b @ a) * (model.config.adapter.alpha / model.config.adapter.r)
+
+
+@pytest.mark.parametrize("tuning", ["adapters", "full"])
+def test_a_merged_fine_tuned_encoder_is_a_frozen_classifier_with_the_same_probabilities(tmp_path, sets, tuned,
+                                                                                          tuning):  # fmt: skip
+    from safetensors.torch import load_file
+
+    from frugalml.models.encoder import default_encoder_dir
+    from frugalml.models.fine_tune import frozen_equivalent
+
+    _, dev, test = sets
+    model = tuned[tuning]
+    frozen = frozen_equivalent(model, tmp_path / "merged")
+    assert frozen.kind == "pretrained" and frozen.encoder.sha256 != model.base_encoder.sha256
+    np.testing.assert_allclose(frozen.predict_proba(test), model.predict_proba(test), atol=2e-5)
+    merged = load_file(str(tmp_path / "merged" / "model.safetensors"))
+    base = load_file(str(default_encoder_dir() / "model.safetensors"))
+    assert set(merged) == set(base)  # every tensor of the base file, the unused pooler and position ids included
+    name = "encoder.layer.0.attention.self.query"
+    if tuning == "adapters":  # W + (alpha / r) B A, by hand
+        expected = base[f"{name}.weight"] + _lora_delta(model, name).detach()
+        torch.testing.assert_close(merged[f"{name}.weight"], expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            merged["encoder.layer.0.intermediate.dense.weight"], base["encoder.layer.0.intermediate.dense.weight"]
+        )  # no adapter there
+    else:
+        trained = dict(model.module.encoder.named_parameters())
+        torch.testing.assert_close(merged["embeddings.word_embeddings.weight"],
+                                   trained["embeddings.word_embeddings.weight"].detach())  # fmt: skip
+    torch.testing.assert_close(merged["pooler.dense.weight"], base["pooler.dense.weight"])
+    assert not torch.equal(merged[f"{name}.weight"], base[f"{name}.weight"])  # what was trained is what is kept
+
+
+@pytest.mark.parametrize(("tuning", "precision", "settings"), [
+    ("adapters", "int8", {"activations": "static"}),  # calibrated on the merged encoder's inputs
+    ("full", "int4-kmeans", {"prune_ffn": 0.1}),  # pruned, then clustered
+])  # fmt: skip
+def test_a_fine_tuned_model_compresses_through_its_merged_encoder(tmp_path, sets, tuned, tuning, precision,  # noqa: PLR0917
+                                                                   settings):  # fmt: skip
     from frugalml.models.compression import quantize
+    from frugalml.models.encoder import _LOADED
+    from frugalml.models.zoo import load_classifier
+
+    _, dev, test = sets
+    model = tuned[tuning]
+    loaded_before = set(_LOADED)
+    compressed, report = quantize(model, precision=precision, calibration=dev, label_column="label",
+                                  load_base=load_classifier, **settings)  # fmt: skip
+    assert bool(report.get("encoder_static_int8")) == ("activations" in settings)
+    assert bool(report.get("encoder_pruning")) == ("prune_ffn" in settings)
+    assert set(_LOADED) - loaded_before <= {(str(compressed.encoder_dir), compressed.encoder.sha256)}  # merged: gone
+    assert compressed.source["fine_tuning"] == tuning
+    assert 90_000_000 < report["fp32_bytes"] < 92_000_000, report["fp32_bytes"]  # the base file and the head
+    assert report["size_ratio"] > (3.5 if precision == "int8" else 7)
+    calibration = report["calibration"]  # measured against the fine-tuned model itself
+    assert calibration["agreement"] >= 0.9, calibration
+    path = tmp_path / "compressed"
+    save_text_classifier(compressed, path)
+    again = load_text_classifier(path)
+    np.testing.assert_allclose(again.predict_proba(test), compressed.predict_proba(test), atol=1e-6)
+    agree = (again.predict_proba(test).argmax(1) == model.predict_proba(test).argmax(1)).mean()
+    assert agree >= 0.9, agree
+
+
+def test_the_compressed_lora_query_weights_hold_the_adapters_update(sets, tuned):
+    """Decoded int8 query weights are nearer the merged ones than the base ones (the update survives int8)."""
+    from frugalml.models.codecs import decode
+    from frugalml.models.compression import load_compressed_encoder_codes, quantize
+    from frugalml.models.encoder import float_encoder_model
+    from frugalml.models.zoo import load_classifier
+
+    model = tuned["adapters"]
+    compressed, _ = quantize(model, precision="int8", load_base=load_classifier)
+    codes = load_compressed_encoder_codes(compressed.encoder_dir)
+    name = "encoder.layer.0.attention.self.query"
+    decoded = decode(codes[f"{name}.weight"])
+    base = dict(float_encoder_model(model.base_encoder).named_parameters())[f"{name}.weight"].detach()
+    delta = _lora_delta(model, name).detach()
+    assert (decoded - (base + delta)).norm() < (decoded - base).norm(), "the compressed weights lost the update"
+
+
+def test_a_lora_model_exports_to_onnx_through_its_merged_encoder(sets, tuned):
+    from frugalml.models.onnx_export import export_onnx
+
+    _, dev, _ = sets
+    _, report = export_onnx(tuned["adapters"], dev.iloc[:16], int8=False)
+    assert report["agreement"] == 1.0 and report["max_probability_change"] < 1e-4  # against the frozen twin
+
+
+def test_the_compress_stage_takes_a_lora_model_and_exports_its_int8_graph(sets, tuned):
+    from frugalml.nodes.compress import compress_classifier, export_compressed_onnx
+
+    _, dev, _ = sets
+    params = {"precision": "int8", "compare": ["fp16"], "onnx": True, "latency_batches": [8], "latency_repeats": 1}
+    compressed, metrics, report = compress_classifier(tuned["adapters"], dev, params, {})
+    assert 90_000_000 < report["reference"]["bytes"] < 92_000_000  # the uncompressed model: base file + adapters
+    assert set(report["variants"]) == {"int8", "fp16"} and report["variants"]["fp16"]["agreement"] >= 0.97
+    assert metrics["size_ratio"]["value"] > 3.5
+    files, onnx_metrics = export_compressed_onnx(compressed, dev, params)
+    assert "model.onnx" in files and onnx_metrics["agreement"]["value"] >= 0.9
+
+
+def test_compressing_a_bottleneck_adapter_model_is_refused_by_name(sets):
+    from frugalml.models.compression import quantize
+    from frugalml.models.onnx_export import export_onnx
     from frugalml.models.zoo import load_classifier
 
     train, dev, _ = sets
     model, _, _ = train_text_classifier(train.iloc[:32], dev.iloc[:8], {**NO_DP, "epochs": 1,
-                                        "model": _params("adapters")}, {}, 0)  # fmt: skip
-    with pytest.raises(CompressionError, match="fine-tuned"):
+                                        "model": _params("adapters", type="bottleneck")}, {}, 0)  # fmt: skip
+    with pytest.raises(CompressionError, match="bottleneck adapters add a GELU layer.*adapter.type: lora"):
         quantize(model, precision="int8", load_base=load_classifier)
+    with pytest.raises(CompressionError, match="ONNX export of this fine-tuned.*bottleneck"):
+        export_onnx(model, dev, int8=False)
     assert np.isfinite(model.predict_proba(dev.iloc[:4])).all()
 
 

@@ -13,7 +13,9 @@ compressed model no longer needs the 90 MB fp32 encoder. INT8 Linear layers of t
 The weights are quantised without data (weight-only); the calibration rows (the dev split - never test rows)
 check the result: accuracy and agreement with the uncompressed model, in the report. ``activations: static``
 (precision ``int8``, encoder kinds) also fixes each INT8 Linear's input range on the calibration texts (observer
-``activation_observer``) instead of measuring it per batch. QAT is not built (issue 18). ``prune_ffn`` /
+``activation_observer``) instead of measuring it per batch. QAT is not built (issue 18). A fine-tuned encoder
+(LoRA merged into its Linear layers, or fully trained) is compressed as the frozen encoder it equals
+(:func:`frugalml.models.fine_tune.frozen_equivalent`). ``prune_ffn`` /
 ``prune_heads`` remove channels and heads of the encoder before it is quantised (:mod:`frugalml.models.pruning`),
 ``prune_hidden`` hidden units of MLP heads (:mod:`frugalml.models.head_pruning`).
 """
@@ -49,12 +51,14 @@ from frugalml.models.codecs import (
 from frugalml.models.encoder import (
     COMPRESSED_WEIGHTS,
     EncoderSpec,
+    forget_encoder,
     frame_texts,
     load_encoder,
     replace_model,
     resolve_encoder_dir,
     weights_file,
 )
+from frugalml.models.fine_tune import check_mergeable
 from frugalml.models.multitask import ALL_OUTPUTS, model_tasks, task_output, task_targets, with_tasks
 from frugalml.models.ngram_bag import csr_to_bags
 from frugalml.models.pruning import PruneSpec, encoder_layers, prune_encoder
@@ -444,9 +448,12 @@ class CompressedClassifier:
 
 def fp32_nbytes(model: Any) -> int:
     """Bytes of a model's weights uncompressed: its tensors as float32 and, for the encoder kinds, the encoder's
-    weights file (what the uncompressed model needs beside it)."""
-    own = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for t in model.tensors().values())
-    spec = getattr(model, "encoder", None)
+    weights file (what the uncompressed model needs beside it; a fine-tuned encoder's: the base file, which its
+    adapters add to or its fully trained tensors replace)."""
+    full = getattr(model, "fine_tuning", "frozen") == "full"  # its encoder tensors replace the base file's
+    own = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for name, t in model.tensors().items()
+              if not (full and name.startswith("encoder.")))  # fmt: skip
+    spec = getattr(model, "encoder", None) or getattr(model, "base_encoder", None)
     return own + (weights_file(resolve_encoder_dir(spec.path)).stat().st_size if spec is not None else 0)
 
 
@@ -458,13 +465,11 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     """
     if isinstance(model, CompressedClassifier):
         raise CompressionError("the model is compressed already; compress the uncompressed text_classifier")
-    if getattr(model, "fine_tuning", "frozen") != "frozen":
-        raise CompressionError(
-            f"compressing a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: the "
-            "compress stage compresses the pinned encoder directory, not weights trained in this run; compress a "
-            "frozen-encoder or n-gram model, or set compress.enabled: false"
-        )
-    if spec.static() and (getattr(model, "encoder", None) is None or not spec.encoder):
+    fine_tuned = check_mergeable(
+        model, "compressing", "train with adapter.type: lora or fine_tuning: full, or set compress.enabled: false"
+    )
+    has_encoder = fine_tuned or getattr(model, "encoder", None) is not None
+    if spec.static() and (not has_encoder or not spec.encoder):
         raise CompressionError(
             "static INT8 activations apply to an encoder's Linear layers: the model has none (the "
             f"{getattr(model, 'kind', 'ngram_bag')} kind's int8 weights are decoded to float32), or compress.encoder "
@@ -473,12 +478,12 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     if spec.prune_hidden > 0:
         from frugalml.models.head_pruning import mlp_heads
 
-        if not mlp_heads(model.module):
+        if not mlp_heads(model.module.head if fine_tuned else model.module):
             raise CompressionError(
                 "compress.prune_hidden removes hidden units of an MLP head: this model's head is linear "
                 "(train.model.hidden_dim 0), or its kind has none; set prune_hidden 0, or train with a hidden layer"
             )
-    if spec.pruning().active() and (getattr(model, "encoder", None) is None or not spec.encoder):
+    if spec.pruning().active() and (not has_encoder or not spec.encoder):
         raise CompressionError(
             "structured pruning removes channels and heads of an encoder: the model has none to prune (the "
             f"{getattr(model, 'kind', 'ngram_bag')} kind), or compress.encoder is off; set the pruning ratios to 0"
@@ -514,8 +519,27 @@ def quantize(
     check_calibration(calibration, list(model.text_columns), label_column)
     if spec.static() and calibration is None:
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
+    if getattr(model, "fine_tuning", "frozen") == "frozen":
+        return _quantize(model, model, spec, calibration, label_column, load_base=load_base)
+    from frugalml.models.fine_tune import frozen_equivalent
+
+    # a fine-tuned encoder (LoRA merged, or fully trained) is written out as a plain encoder directory for the
+    # length of the compression; the compressed model carries its own compressed copy, as for the frozen kind
+    with tempfile.TemporaryDirectory(prefix="frugalml-merged-") as folder:
+        frozen = frozen_equivalent(model, Path(folder))
+        try:
+            return _quantize(frozen, model, spec, calibration, label_column, load_base=load_base)
+        finally:
+            forget_encoder(frozen.encoder)
+
+
+def _quantize(
+    model: Any, original: Any, spec: CompressionSpec, calibration: pd.DataFrame | None, label_column: str | None, *,
+    load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
+) -> tuple[CompressedClassifier, dict[str, Any]]:  # fmt: skip
+    """:func:`quantize` on a checked request: ``model`` compressed, its figures against ``original`` (itself, or
+    the fine-tuned model ``model`` is the frozen equivalent of)."""
     started = time.perf_counter()
-    original = model
     model, head_pruning = _pruned_head(model, spec, calibration, label_column, load_base)
     codes = compress_tensors(model.tensors(), spec)
     base_meta = with_tasks(model.metadata(), model)
@@ -536,10 +560,12 @@ def quantize(
         "kind": getattr(model, "kind", "ngram_bag"),
         "fp32_bytes": fp32_nbytes(original),
     }
+    if original is not model and getattr(original, "fine_tuning", "frozen") != "frozen":
+        source["fine_tuning"] = original.fine_tuning  # merged into the encoder that was compressed
     compressed = CompressedClassifier(base, codes=codes, spec=spec, encoder_dir=holder.directory if holder else None,
                                       source=source, holder=holder)  # fmt: skip
     report: dict[str, Any] = {
-        "precision": precision,
+        "precision": spec.precision,
         "spec": spec.as_dict(),
         "fp32_bytes": source["fp32_bytes"],
         "bytes": compressed.nbytes(),

@@ -310,6 +310,12 @@ def forget_loaded_encoders() -> None:
         _VERIFIED.clear()
 
 
+def forget_encoder(spec: EncoderSpec) -> None:
+    """Drop one loaded encoder (a temporary directory's, once it is gone)."""
+    with _LOCK:
+        _LOADED.pop((str(resolve_encoder_dir(spec.path)), spec.sha256), None)
+
+
 def replace_model(encoder: TextEncoder, model: Any) -> TextEncoder:
     """The same tokenizer and spec with ``model`` (on the CPU) in place of the loaded transformer: a private copy
     to calibrate, prune or export without touching the shared encoder."""

@@ -16,8 +16,11 @@ weight (its file's sha256 is pinned in the model's metadata like any file).
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,14 +28,23 @@ import pandas as pd
 import torch
 from torch import nn
 
-from frugalml.errors import PretrainedModelError
-from frugalml.models.encoder import EncoderSpec, frame_texts, load_encoder
-from frugalml.models.feature_head import FeatureHeadClassifier, RowInputs, batched_probabilities
+from frugalml.errors import CompressionError, PretrainedModelError
+from frugalml.models.encoder import (
+    EncoderSpec,
+    file_sha256,
+    frame_texts,
+    load_encoder,
+    resolve_encoder_dir,
+    weights_file,
+)
+from frugalml.models.feature_head import EncoderTextClassifier, FeatureHeadClassifier, RowInputs, batched_probabilities
 
 FORMAT = "frugalml.fine_tuned_encoder/1"
 #: embeddings indexed by position (one row shared by the batch): frozen in full fine-tuning
 SHARED_EMBEDDINGS = ("position_embeddings", "token_type_embeddings")
 _ADAPTER_MARKS = (".lora_", ".adapter_")
+#: what a Hugging Face encoder directory holds besides its weights (copied into a merged encoder's directory)
+_DIRECTORY_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 @dataclass(frozen=True)
@@ -282,3 +294,96 @@ class FineTunedTextClassifier:
 
     def __repr__(self) -> str:
         return f"FineTunedTextClassifier({self.fine_tuning}, {json.dumps(self.model_config)}, cols={self.text_columns})"
+
+
+def mergeable(model: Any) -> str | None:
+    """Why a fine-tuned classifier cannot become a frozen-encoder one (:func:`frozen_equivalent`), or None."""
+    if getattr(model, "fine_tuning", "frozen") == "frozen":
+        return "its encoder is not fine-tuned"
+    adapter = model.config.adapter
+    if model.fine_tuning == "adapters" and (adapter is None or adapter.type != "lora"):
+        return ("bottleneck adapters add a GELU layer inside the encoder, which no plain encoder directory can hold "
+                "(LoRA adapters and full fine-tuning merge into one)")  # fmt: skip
+    if getattr(model, "tasks", None):
+        return "its task heads sit beside the encoder's head, which the frozen kind's head does not hold yet"
+    return None
+
+
+def check_mergeable(model: Any, action: str, remedy: str) -> bool:
+    """Whether ``model`` is fine-tuned (and mergeable: :func:`mergeable`); False for any other model.
+
+    Raises:
+        CompressionError: ``action`` of a fine-tuned model that cannot merge, naming why and ``remedy``.
+    """
+    if getattr(model, "fine_tuning", "frozen") == "frozen":
+        return False
+    why = mergeable(model)
+    if why is not None:
+        raise CompressionError(
+            f"{action} this fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built: {why}; "
+            f"{remedy}"
+        )
+    return True
+
+
+def merged_encoder(model: FineTunedTextClassifier) -> nn.Module:
+    """A float copy of the fine-tuned encoder as a plain transformer: each LoRA pair added into its Linear layer
+    (W + scale · B A, peft's own merge), the layer put back in its place; a fully fine-tuned encoder as it is.
+
+    Raises:
+        PretrainedModelError: When the encoder cannot merge (:func:`mergeable`).
+    """
+    why = mergeable(model)
+    if why is not None:
+        raise PretrainedModelError(f"the fine-tuned encoder cannot be merged into a plain one: {why}")
+    encoder = copy.deepcopy(model.module.encoder).cpu().eval()
+    if model.fine_tuning == "adapters":
+        from peft.tuners.lora import LoraLayer
+
+        for name, layer in list(encoder.named_modules()):
+            if isinstance(layer, LoraLayer):
+                layer.merge(safe_merge=True)  # raises on non-finite merged weights
+                parent_name, _, attribute = name.rpartition(".")
+                parent = encoder.get_submodule(parent_name) if parent_name else encoder
+                setattr(parent, attribute, layer.get_base_layer())
+    return encoder
+
+
+def frozen_equivalent(model: FineTunedTextClassifier, directory: Path) -> EncoderTextClassifier:
+    """The same classifier as the frozen ``pretrained`` kind: the merged encoder (:func:`merged_encoder`) written
+    into ``directory`` as a Hugging Face encoder directory (the base directory's config and tokenizer, every tensor
+    of the base weights file, the trained ones replaced: the unused pooler and the position ids keep the base's),
+    pinned by its own sha256, and a copy of the head. Its probabilities are the fine-tuned model's (same pooling,
+    same L2 norm, same head), so whatever reads a frozen encoder classifier (compression, ONNX export) reads it.
+
+    Raises:
+        PretrainedModelError: When the encoder cannot merge, or a merged tensor does not fit the base file's.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    merged = {name: value.detach().contiguous() for name, value in merged_encoder(model).state_dict().items()}
+    base_dir = resolve_encoder_dir(model.base_encoder.path)
+    load_encoder(model.base_encoder)  # verifies the base directory's pinned digest before it is read
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights_file(base_dir)), "pt") as handle:
+        for name in handle.keys():  # noqa: SIM118  # safe_open handles are not iterable
+            base = handle.get_tensor(name)
+            value = merged.pop(name, base)
+            if value.shape != base.shape or value.dtype != base.dtype:
+                raise PretrainedModelError(f"merged encoder tensor {name} is {tuple(value.shape)} {value.dtype}, the "
+                                           f"base file's {tuple(base.shape)} {base.dtype}")  # fmt: skip
+            state[name] = value
+    if merged:
+        raise PretrainedModelError(f"merged encoder tensors the base weights file lacks: {sorted(merged)[:5]}")
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in _DIRECTORY_FILES:
+        if (base_dir / name).is_file():
+            shutil.copy2(base_dir / name, directory / name)
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    spec = replace(model.base_encoder, path=str(directory), sha256=file_sha256(directory / "model.safetensors"))
+    return EncoderTextClassifier(
+        copy.deepcopy(model.module.head).cpu().eval(), kind="pretrained", encoder=spec, hashing=None, idf=None,
+        sublinear_tf=False, text_columns=model.text_columns, labels=model.labels, label_names=model.label_names,
+        model_config=model.model_config,
+    )  # fmt: skip

@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 
 from frugalml.errors import CompressionError
-from frugalml.models.encoder import float_encoder_model, frame_texts, load_encoder
-from frugalml.models.fine_tune import EncoderClassifier
+from frugalml.models.encoder import float_encoder_model, forget_encoder, frame_texts, load_encoder
+from frugalml.models.fine_tune import EncoderClassifier, check_mergeable, frozen_equivalent
 
 OPSET = 17
 SUPPORTED_KINDS = ("pretrained",)
@@ -81,12 +81,8 @@ def check_exportable(model: Any) -> None:
             f"ONNX export of a multi-task model (tasks {[task.name for task in model.tasks]}) is not built yet: the "
             "graph would hold the main head only; turn compress.onnx off for it"
         )
-    if getattr(model, "fine_tuning", "frozen") != "frozen":
-        raise CompressionError(
-            f"ONNX export of a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is not built yet: "
-            "turn compress.onnx off for it"
-        )
-    if kind not in SUPPORTED_KINDS or getattr(model, "encoder", None) is None:
+    fine_tuned = check_mergeable(model, "ONNX export of", "turn compress.onnx off for it")
+    if kind not in SUPPORTED_KINDS or (getattr(model, "encoder", None) is None and not fine_tuned):
         why = "its hashed n-gram features are" if kind in ("ngram_bag", "hybrid") else "its inputs are"
         raise CompressionError(
             f"ONNX export covers the {list(SUPPORTED_KINDS)} kind; this model is {kind!r} ({why} computed in "
@@ -114,6 +110,13 @@ def export_onnx(model: Any, rows: pd.DataFrame, *, int8: bool) -> tuple[bytes, d
     check_exportable(model)
     if rows is None or len(rows) == 0:
         raise CompressionError("the ONNX check needs rows (dev_labelled), and there are none")
+    if getattr(model, "fine_tuning", "frozen") != "frozen":  # LoRA merged / fully trained: a plain encoder
+        with tempfile.TemporaryDirectory(prefix="frugalml-merged-") as folder:
+            frozen = frozen_equivalent(model, Path(folder))
+            try:
+                return export_onnx(frozen, rows, int8=int8)
+            finally:
+                forget_encoder(frozen.encoder)
     spec = model.encoder
     tokenizer = load_encoder(spec).tokenizer
     graph = _Graph(float_encoder_model(spec), model.module, spec.pooling).eval()
