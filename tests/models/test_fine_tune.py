@@ -170,7 +170,7 @@ def test_a_merged_fine_tuned_encoder_is_a_frozen_classifier_with_the_same_probab
 def test_a_fine_tuned_model_compresses_through_its_merged_encoder(tmp_path, sets, tuned, tuning, precision,  # noqa: PLR0917
                                                                    settings):  # fmt: skip
     from frugalml.models.compression import quantize
-    from frugalml.models.encoder import _LOADED
+    from frugalml.models.encoder import _LOADED, resolve_encoder_dir
     from frugalml.models.zoo import load_classifier
 
     _, dev, test = sets
@@ -180,7 +180,8 @@ def test_a_fine_tuned_model_compresses_through_its_merged_encoder(tmp_path, sets
                                   load_base=load_classifier, **settings)  # fmt: skip
     assert bool(report.get("encoder_static_int8")) == ("activations" in settings)
     assert bool(report.get("encoder_pruning")) == ("prune_ffn" in settings)
-    assert set(_LOADED) - loaded_before <= {(str(compressed.encoder_dir), compressed.encoder.sha256)}  # merged: gone
+    kept = {(str(resolve_encoder_dir(compressed.encoder.path)), compressed.encoder.sha256)}
+    assert set(_LOADED) - loaded_before <= kept  # the merged encoder's temporary entry is gone
     assert compressed.source["fine_tuning"] == tuning
     assert 90_000_000 < report["fp32_bytes"] < 92_000_000, report["fp32_bytes"]  # the base file and the head
     assert report["size_ratio"] > (3.5 if precision == "int8" else 7)
@@ -212,11 +213,30 @@ def test_the_compressed_lora_query_weights_hold_the_adapters_update(sets, tuned)
 
 
 def test_a_lora_model_exports_to_onnx_through_its_merged_encoder(sets, tuned):
+    import onnxruntime
+
     from frugalml.models.onnx_export import export_onnx
 
-    _, dev, _ = sets
-    _, report = export_onnx(tuned["adapters"], dev.iloc[:16], int8=False)
+    _, dev, test = sets
+    model = tuned["adapters"]
+    data, report = export_onnx(model, dev.iloc[:16], int8=False)
     assert report["agreement"] == 1.0 and report["max_probability_change"] < 1e-4  # against the frozen twin
+    # and the graph itself against the fine-tuned model (not the twin): a merge that lost the update would fail here
+    batch = model.inputs(test.iloc[:24])
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (graph,) = session.run(None, {"input_ids": batch.tokens, "attention_mask": batch.mask})
+    np.testing.assert_allclose(graph, model.predict_proba(test.iloc[:24]), atol=1e-4)
+
+
+def test_a_fine_tuned_model_is_not_compressed_without_its_encoder_or_merged_into_a_used_folder(tmp_path, tuned):
+    from frugalml.models.compression import CompressionSpec, check_model
+    from frugalml.models.fine_tune import frozen_equivalent
+
+    with pytest.raises(CompressionError, match="set compress.encoder: true"):
+        check_model(tuned["adapters"], CompressionSpec(precision="int8", encoder=False))
+    (tmp_path / "vocab.txt").write_text("stale\n")
+    with pytest.raises(PretrainedModelError, match="is not empty"):
+        frozen_equivalent(tuned["adapters"], tmp_path)
 
 
 def test_the_compress_stage_takes_a_lora_model_and_exports_its_int8_graph(sets, tuned):

@@ -448,8 +448,10 @@ class CompressedClassifier:
 
 def fp32_nbytes(model: Any) -> int:
     """Bytes of a model's weights uncompressed: its tensors as float32 and, for the encoder kinds, the encoder's
-    weights file (what the uncompressed model needs beside it; a fine-tuned encoder's: the base file, which its
-    adapters add to or its fully trained tensors replace)."""
+    weights file (what the uncompressed model needs beside it). A fine-tuned encoder counts the base file once: a
+    LoRA model's adapters add to it; a fully fine-tuned model's encoder tensors are not counted again (its saved
+    folder holds them and it loads the base file as well, about twice these bytes on disk; this is the size of the
+    one encoder it computes with)."""
     full = getattr(model, "fine_tuning", "frozen") == "full"  # its encoder tensors replace the base file's
     own = sum(t.numel() * (4 if t.is_floating_point() else t.element_size()) for name, t in model.tensors().items()
               if not (full and name.startswith("encoder.")))  # fmt: skip
@@ -468,6 +470,11 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
     fine_tuned = check_mergeable(
         model, "compressing", "train with adapter.type: lora or fine_tuning: full, or set compress.enabled: false"
     )
+    if fine_tuned and not spec.encoder:  # the merged encoder exists only while it is compressed
+        raise CompressionError(
+            f"a fine-tuned encoder classifier (fine_tuning: {model.fine_tuning}) is compressed with its merged "
+            "encoder, which the artifact must carry: set compress.encoder: true"
+        )
     has_encoder = fine_tuned or getattr(model, "encoder", None) is not None
     if spec.static() and (not has_encoder or not spec.encoder):
         raise CompressionError(

@@ -370,13 +370,15 @@ def frozen_equivalent(model: FineTunedTextClassifier, directory: Path) -> Encode
         for name in handle.keys():  # noqa: SIM118  # safe_open handles are not iterable
             base = handle.get_tensor(name)
             value = merged.pop(name, base)
-            if value.shape != base.shape or value.dtype != base.dtype:
-                raise PretrainedModelError(f"merged encoder tensor {name} is {tuple(value.shape)} {value.dtype}, the "
-                                           f"base file's {tuple(base.shape)} {base.dtype}")  # fmt: skip
+            if value.shape != base.shape:
+                raise PretrainedModelError(f"merged encoder tensor {name} is {tuple(value.shape)}, the base "
+                                           f"file's {tuple(base.shape)}")  # fmt: skip
             state[name] = value
     if merged:
         raise PretrainedModelError(f"merged encoder tensors the base weights file lacks: {sorted(merged)[:5]}")
     directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):  # only the weights are digest-pinned: no stale tokenizer file may stay beside them
+        raise PretrainedModelError(f"{directory} is not empty: a merged encoder is written into an empty folder")
     for name in _DIRECTORY_FILES:
         if (base_dir / name).is_file():
             shutil.copy2(base_dir / name, directory / name)
