@@ -5,7 +5,9 @@ The model: ``train.model.kind: pretrained`` (frozen MiniLM-L6 from the pinned wh
 fp32 weights, plus a linear head), trained through the train node without DP on the random split (the variants
 compress the same trained model, so the privacy setting does not enter the comparison). Variants, each with the
 ``compress`` stage's defaults (none chosen on test rows): ``fp16``; ``int8`` (per-channel weights, the encoder's
-Linear layers run as dynamic INT8); ``int4-kmeans`` (16-centroid codebooks per ~4,096 weights, packed indices);
+Linear layers run as dynamic INT8); ``int4-kmeans`` (16-centroid codebooks per ~4,096 weights, packed indices, the
+encoder's Linear indices chosen by GPTQ on the dev calibration texts); ``int4-nearest`` (the same codebooks, every
+weight rounded to its nearest centroid: what int4-kmeans was before GPTQ);
 ``int4-mixed`` (int4-kmeans with the most sensitive 20% of the encoder's weights kept at int8, the
 sensitivity measured on dev rows); ``int8-all-dynamic`` (every int8 Linear runs INT8, no calibration);
 ``int8-static`` (int8 with static activations: each INT8 Linear's input range fixed on the dev calibration texts
@@ -135,6 +137,14 @@ class _OnnxModel:
         return np.concatenate(out)
 
 
+def _calibrated() -> dict[str, Any]:
+    """The compress stage's calibration defaults (conf/base/parameters_compress.yml) as quantize settings."""
+    stage = parameters().compress
+    return {"max_dynamic_int8_error": stage.max_dynamic_int8_error, "activation_aware": stage.activation_aware,
+            "calibration_texts": stage.calibration_texts, "group_weights": stage.group_weights, "gptq": stage.gptq,
+            "refit_centroids": stage.refit_centroids}  # fmt: skip
+
+
 def _fine_tuned(sets: dict[str, pd.DataFrame], tokens: int | None, smoke: bool, measure: Any) -> dict[str, Any]:
     """LoRA and fully fine-tuned encoders in fp32 and compressed through their merged encoders (``measure``d
     like the main variants, as ``<tuning>`` and ``<tuning>-<variant>``); test accuracies and bytes per tuning."""
@@ -142,9 +152,7 @@ def _fine_tuned(sets: dict[str, pd.DataFrame], tokens: int | None, smoke: bool, 
     from frugalml.models.embedding_store import EmbeddingStore
     from frugalml.models.zoo import load_classifier
 
-    stage = parameters().compress
-    calibrated = {"max_dynamic_int8_error": stage.max_dynamic_int8_error, "activation_aware": stage.activation_aware,
-                  "calibration_texts": stage.calibration_texts, "group_weights": stage.group_weights}  # fmt: skip
+    calibrated = _calibrated()
     variants = {"int8": {"precision": "int8"}, "int4-kmeans": {"precision": "int4-kmeans"},
                 "int4-mixed": {"precision": "int4-kmeans", "int8_share": MIXED_SHARE}}  # fmt: skip
     recipe = {"epochs": 1 if smoke else 2, "patience": 2, "batch_size": 32, "lr": 0.05, "progress": False,
@@ -232,9 +240,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return rows[name]
 
     measure("fp32", reference)
-    stage = parameters().compress  # the compress stage's defaults (conf/base/parameters_compress.yml)
-    calibrated = {"max_dynamic_int8_error": stage.max_dynamic_int8_error, "activation_aware": stage.activation_aware,
-                  "calibration_texts": stage.calibration_texts, "group_weights": stage.group_weights}  # fmt: skip
+    stage = parameters().compress
+    calibrated = _calibrated()
     settings: dict[str, dict[str, Any]] = {
         "fp16": {"precision": "fp16"},
         "int8": {"precision": "int8", **calibrated},
@@ -246,6 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "activation_observer": stage.activation_observer,
         },
         "int4-kmeans": {"precision": "int4-kmeans", **calibrated},
+        "int4-nearest": {"precision": "int4-kmeans", **calibrated, "gptq": False, "refit_centroids": False},
         "int4-mixed": {"precision": "int4-kmeans", **calibrated, "int8_share": MIXED_SHARE},
         "int4-pruned": {"precision": "int4-kmeans", **calibrated, **PRUNED},
     }
@@ -292,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "acc_fp16": rows["fp16"]["acc"],
         "acc_int8": rows["int8"]["acc"],
         "acc_int4": rows["int4-kmeans"]["acc"],
+        "acc_int4_nearest": rows["int4-nearest"]["acc"],  # k-means indices by nearest rounding (no GPTQ)
         "int4_pruned_bytes": rows["int4-pruned"]["bytes"],
         "acc_int4_pruned": rows["int4-pruned"]["acc"],
         "distilled_bytes": rows["distilled"]["bytes"],

@@ -14,6 +14,9 @@ def test_compression_benchmark_smoke_run_from_a_fresh_copy(tmp_path):
     assert figures["fp32_bytes"] > 90_000_000  # the encoder classifier: MiniLM's fp32 weights and the head
     assert figures["fp32_bytes"] > figures["fp16_bytes"] > figures["int8_bytes"] > figures["int4_bytes"]
     assert figures["int4_mixed_bytes"] > figures["int4_bytes"]  # some tensors kept at int8
+    assert figures["variants"]["int4-nearest"]["bytes"] == figures["int4_bytes"] and is_fraction(
+        figures["acc_int4_nearest"]
+    )
     for key in ("acc_fp32", "acc_fp16", "acc_int8", "acc_int8_static", "acc_int4", "acc_int4_mixed"):
         assert is_fraction(figures[key]), key
     assert figures["size_ratio_int4"] == pytest.approx(figures["fp32_bytes"] / figures["int4_bytes"], rel=1e-3)

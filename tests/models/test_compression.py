@@ -364,6 +364,42 @@ def test_int4_pretrained_is_8x_smaller_and_close(pretrained, sets):
     assert np.isfinite(compressed.predict_proba(sets[2].iloc[:5])).all()
 
 
+def test_gptq_and_centroid_refit_fit_the_encoders_codebooks_to_its_dev_inputs(tmp_path, pretrained, sets):
+    _, dev, test = sets
+    from frugalml.nodes.compress import compress_classifier
+
+    plain, plain_report = _compress(pretrained, dev, "int4-kmeans")  # quantize() leaves both off unless asked
+    assert not any("codebook_fit" in entry for entry in plain_report["encoder_sensitivity"].values())
+    # the stage: gptq by its defaults, the refit asked for; its report carries each tensor's errors
+    params = {"precision": "int4-kmeans", "compare": [], "refit_centroids": True, "latency_batches": [4],
+              "latency_repeats": 1}  # fmt: skip
+    fitted, _, stage_report = compress_classifier(pretrained, dev, params, {})
+    report = stage_report["variants"]["int4-kmeans"]
+    fits = {name: entry["codebook_fit"] for name, entry in report["encoder_sensitivity"].items()
+            if "codebook_fit" in entry}  # fmt: skip
+    assert len(fits) == 36, sorted(fits)  # every Linear of the 6 layers (the pooler is never calibrated)
+    for name, errors in fits.items():
+        assert errors["gptq"] < errors["kmeans"] and errors["refit"] <= errors["gptq"], (name, errors)
+    mean = {step: np.mean([errors[step] for errors in fits.values()]) for step in ("kmeans", "gptq", "refit")}
+    assert mean["refit"] < 0.9 * mean["kmeans"], mean
+    assert report["bytes"] == plain_report["bytes"]  # same layout, same size
+    assert report["agreement"] >= max(0.9, plain_report["calibration"]["agreement"] - 0.02), report
+    before = load_compressed_encoder_codes(_saved(plain, tmp_path / "plain") / "encoder")
+    after = load_compressed_encoder_codes(_saved(fitted, tmp_path / "fitted") / "encoder")
+    name = "encoder.layer.0.output.dense.weight"
+    assert not torch.equal(before[name].parts["idx"], after[name].parts["idx"])
+    assert not torch.equal(before[name].parts["codebook"], after[name].parts["codebook"])
+    forget_loaded_encoders()
+    loaded = load_text_classifier(tmp_path / "fitted")
+    rows = test[["subject", "body"]].iloc[:20]
+    pd.testing.assert_frame_equal(predict_frame(loaded, rows), predict_frame(fitted, rows), atol=1e-5)
+
+
+def _saved(model, folder):
+    save_text_classifier(model, folder)
+    return folder
+
+
 class _Counting:
     """The trained bag, counting how often it is asked to predict (to show a refusal comes first)."""
 

@@ -221,7 +221,7 @@ def _encode_kmeans(
     if full < n_groups:
         codes, books = _kmeans(flat[bounds[-2] :].reshape(1, -1), iterations, weights[bounds[-2] :].reshape(1, -1))
         indices[bounds[-2] :], codebooks[full:] = codes.reshape(-1), books
-    packed = _pack(indices)
+    packed = pack(indices)
     return Encoded("int4-kmeans", shape, {"idx": packed, "codebook": codebooks},
                    {"rows_per_group": per_group, "groups": n_groups})  # fmt: skip
 
@@ -248,7 +248,7 @@ def _assign(values: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(midpoints.contiguous(), values.contiguous())
 
 
-def _pack(codes: torch.Tensor) -> torch.Tensor:
+def pack(codes: torch.Tensor) -> torch.Tensor:
     """uint8 codes < 16 -> two per byte (low nibble first)."""
     if codes.numel() % 2:
         codes = torch.cat([codes, codes.new_zeros(1)])
@@ -257,7 +257,7 @@ def _pack(codes: torch.Tensor) -> torch.Tensor:
 
 
 def unpack(packed: torch.Tensor, count: int) -> torch.Tensor:
-    """Inverse of :func:`_pack`: the first ``count`` 4-bit codes as int64."""
+    """Inverse of :func:`pack`: the first ``count`` 4-bit codes as int64."""
     low, high = packed & 0x0F, packed >> 4
     return torch.stack([low, high], dim=1).reshape(-1)[:count].long()
 

@@ -10,12 +10,14 @@ matching a
 compressed model no longer needs the 90 MB fp32 encoder. INT8 Linear layers of the encoder run as INT8
 (dynamic activation quantisation, x86/fbgemm); the other codecs are decoded to float32 at load.
 
-The weights are quantised without data (weight-only); the calibration rows (the dev split - never test rows)
-check the result: accuracy and agreement with the uncompressed model, in the report. ``activations: static``
-(precision ``int8``, encoder kinds) also fixes each INT8 Linear's input range on the calibration texts (observer
-``activation_observer``) instead of measuring it per batch. QAT is not built (issue 18). A fine-tuned encoder
-(LoRA merged into its Linear layers, or fully trained) is compressed as the frozen encoder it equals
-(:func:`frugalml.models.fine_tune.frozen_equivalent`). ``prune_ffn`` /
+The calibration rows (the dev split - never test rows) check the result: accuracy and agreement with the
+uncompressed model, in the report; for the encoder kinds they also calibrate it (docs/compression.md).
+``activations: static`` (precision ``int8``, encoder kinds) also fixes each INT8 Linear's input range on the
+calibration texts (observer ``activation_observer``) instead of measuring it per batch. Under ``int4-kmeans`` the
+encoder's Linear indices can be re-chosen by GPTQ and its centroids re-solved by least squares on the calibration
+inputs (``gptq``, ``refit_centroids``; :mod:`frugalml.models.codebook_fit`). QAT is not built (issue 18). A
+fine-tuned encoder (LoRA merged into its Linear layers, or fully trained) is compressed as the frozen encoder it
+equals (:func:`frugalml.models.fine_tune.frozen_equivalent`). ``prune_ffn`` /
 ``prune_heads`` remove channels and heads of the encoder before it is quantised (:mod:`frugalml.models.pruning`),
 ``prune_hidden`` hidden units of MLP heads (:mod:`frugalml.models.head_pruning`).
 """
@@ -90,6 +92,10 @@ class CompressionSpec:
     int8_share: float = 0.0
     max_dynamic_int8_error: float | None = None
     activation_aware: bool = True  # int4-kmeans: weight the k-means by calibration importance (encoder kinds)
+    # int4-kmeans, encoder kinds (frugalml.models.codebook_fit): re-choose each Linear weight's indices by GPTQ error
+    # compensation over its k-means codebooks, then re-solve its centroids by least squares, on calibration inputs
+    gptq: bool = False
+    refit_centroids: bool = False
     calibration_texts: int = 64
     # how the encoder's INT8 Linear layers quantise their inputs (precision int8): dynamic (per batch) | static
     # (a range fixed on the calibration texts by activation_observer)
@@ -140,7 +146,8 @@ class CompressionSpec:
 
     def calibrated(self) -> bool:
         """Whether the encoder's compression needs its sensitivity measured on calibration texts."""
-        return (self.precision == "int4-kmeans" and (self.int8_share > 0 or self.activation_aware)) or (
+        return (self.precision == "int4-kmeans" and (self.int8_share > 0 or self.activation_aware
+                                                     or self.gptq or self.refit_centroids)) or (
             self.precision == "int8" and (self.max_dynamic_int8_error is not None or self.static()))  # fmt: skip
 
     def static(self) -> bool:
@@ -251,6 +258,7 @@ class CompressedEncoder:
         state = {name: tensor for name, tensor in model.state_dict().items()}
         self.sensitivity: dict[str, Any] = {}
         measured: dict[str, Any] = {}
+        recorded: tuple[dict[str, torch.Tensor], torch.Tensor] | None = None
         overrides: dict[str, str] = {}
         weight_only: frozenset[str] = frozenset()
         weights: dict[str, torch.Tensor] = {}
@@ -278,6 +286,7 @@ class CompressedEncoder:
                                         if e.dynamic_int8_error is not None and limit is not None
                                         and e.dynamic_int8_error > limit)  # fmt: skip
         self.codes = compress_tensors(state, spec, overrides=overrides, weight_only=weight_only, importance=weights)
+        self._fit_codebooks(recorded[0] if recorded else {}, state, spec)
         if spec.static():
             for name, code in self.codes.items():
                 entry = measured.get(name)
@@ -294,6 +303,27 @@ class CompressedEncoder:
         (self.directory / COMPRESSED_WEIGHTS).write_bytes(data)
         self.source_bytes = weights_file(source_dir).stat().st_size
         self.spec = replace(source, sha256=self.sha256, path=str(self.directory))
+
+    def _fit_codebooks(
+        self, inputs: dict[str, torch.Tensor], state: dict[str, torch.Tensor], spec: CompressionSpec
+    ) -> None:
+        """GPTQ assignment and centroid refit (:mod:`frugalml.models.codebook_fit`) of every int4-kmeans Linear
+        weight whose inputs were recorded; each step's output error on those inputs goes to the tensor's
+        sensitivity entry (``codebook_fit``: ``kmeans``, then ``gptq`` and / or ``refit``)."""
+        from frugalml.models.codebook_fit import gptq_assign, refit_centroids
+
+        steps = [(step, fit) for step, fit, on in (("gptq", gptq_assign, spec.gptq),
+                                                   ("refit", refit_centroids, spec.refit_centroids)) if on]  # fmt: skip
+        for module, x in inputs.items() if steps else ():
+            name = f"{module}.weight"
+            if name not in self.codes or self.codes[name].codec != "int4-kmeans":
+                continue
+            errors: dict[str, float] = {}
+            for step, fit in steps:
+                self.codes[name], before, after = fit(self.codes[name], state[name], x)
+                errors.setdefault("kmeans", round(before, 6))
+                errors[step] = round(after, 6)
+            self.sensitivity.setdefault(name, {})["codebook_fit"] = errors
 
     @staticmethod
     def _pruned(

@@ -47,14 +47,20 @@ def _settings(config: CompressParams, precision: str) -> dict[str, Any]:
         "min_numel": config.min_numel, "keep_int8": tuple(config.keep_int8), "encoder": config.encoder,
         "max_dynamic_int8_error": config.max_dynamic_int8_error, "int8_share": config.int8_share,
         "activation_aware": config.activation_aware, "calibration_texts": config.calibration_texts,
+        "gptq": config.gptq, "refit_centroids": config.refit_centroids,
         "prune_ffn": config.prune_ffn, "prune_heads": config.prune_heads, "prune_importance": config.prune_importance,
         "prune_hidden": config.prune_hidden,
     }  # fmt: skip
 
 
-def _pruning_parts(figures: dict[str, Any]) -> dict[str, Any]:
-    """What a variant's pruning removed (head and encoder widths, per-layer errors, weights kept), where it pruned."""
-    return {key: figures[key] for key in ("head_pruning", "encoder_pruning", "encoder_parameters") if key in figures}
+_PARTS = ("head_pruning", "encoder_pruning", "encoder_parameters", "encoder_sensitivity", "encoder_int8_tensors",
+          "encoder_fp32_compute", "encoder_static_int8")  # fmt: skip
+
+
+def _variant_parts(figures: dict[str, Any]) -> dict[str, Any]:
+    """What a variant's pruning removed (head and encoder widths, per-layer errors, weights kept) and its encoder's
+    calibration (per-tensor errors, the tensors kept int8, computed in fp32, with static ranges), where it has them."""
+    return {key: figures[key] for key in _PARTS if key in figures}
 
 
 def _latencies(model: Any, rows: pd.DataFrame, config: CompressParams) -> dict[str, float]:
@@ -125,7 +131,7 @@ def compress_classifier(
             "max_probability_change": calibration["max_probability_change"],
             "compress_seconds": figures["seconds"],
             "tensors": figures["tensors"],
-            **_pruning_parts(figures),
+            **_variant_parts(figures),
             **_latencies(compressed, dev, config),
         }
         if precision == config.precision:

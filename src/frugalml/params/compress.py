@@ -35,6 +35,10 @@ class CompressParams(Strict):
     activation_observer: Literal["minmax", "percentile", "mse"] = "minmax"
     int8_share: float = Field(default=0.0, ge=0, le=1)  # int4-kmeans: share of encoder weights kept int8
     activation_aware: bool = True  # int4-kmeans: k-means weighted by calibration activations / token counts
+    # int4-kmeans, encoder kinds: each Linear weight's indices re-chosen by GPTQ error compensation over its k-means
+    # codebooks, then its centroids re-solved by least squares, on the calibration texts' layer inputs
+    gptq: bool = True
+    refit_centroids: bool = False
     calibration_texts: int = Field(default=64, ge=1, le=4096)  # dev texts the encoder's calibration reads
     # structured pruning of the encoder (pretrained / hybrid kinds) before quantisation: the share of each layer's
     # FFN channels and attention heads physically removed, scored by fluctuation (calibration), l1 / l2 or taylor (the
