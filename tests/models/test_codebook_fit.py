@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from frugalml.errors import CompressionError
-from frugalml.models.codebook_fit import gptq_assign, output_error, refit_centroids
+from frugalml.models.codebook_fit import gptq_assign, gptq_indices, output_error, refit_centroids
 from frugalml.models.codecs import decode, encode, unpack
 
 
@@ -52,15 +52,47 @@ def test_gptq_lowers_the_output_error_on_inputs_it_never_saw(layer):
 
 
 def test_gptq_with_independent_equal_inputs_is_nearest_rounding(layer):
-    """With H = c I no error can be compensated through other columns: GPTQ rounds each weight to its nearest
-    centroid, which is what k-means stored (the reference)."""
+    """With H = c I no error can be compensated through other columns: GPTQ's own index choice (before any
+    acceptance check) rounds each weight to its nearest centroid, which is what k-means stored (the reference)."""
     weight, *_ = layer
     plain = encode(weight, "int4-kmeans", group_weights=1024)
+    books = plain.parts["codebook"].float()[(torch.arange(48) // plain.meta["rows_per_group"])]
     orthogonal = torch.linalg.qr(torch.randn(512, 256, generator=torch.Generator().manual_seed(5)))[0] * 3.0
-    assigned, before, after = gptq_assign(plain, weight, orthogonal)
-    codes = unpack(assigned.parts["idx"], weight.numel())
-    assert torch.equal(codes, unpack(plain.parts["idx"], weight.numel()))
-    assert after == before
+    chosen = gptq_indices(weight, orthogonal.T @ orthogonal, books, block=32)
+    assert torch.equal(chosen.reshape(-1), unpack(plain.parts["idx"], weight.numel()))
+
+
+def _reference_gptq(weight: torch.Tensor, hessian: torch.Tensor, books: torch.Tensor, damp: float) -> torch.Tensor:
+    """GPTQ as the paper writes it, in float64, one column at a time with the full inverse (no blocks, no
+    Cholesky factor): after rounding column q, W[:, q+1:] -= err_q / Hinv[q, q] * Hinv[q, q+1:], then column q is
+    removed from Hinv (the Gaussian-elimination step of Optimal Brain Surgeon); act-order, dead inputs as GPTQ's."""
+    order = torch.argsort(torch.diagonal(hessian), descending=True, stable=True)
+    w, h = weight.double()[:, order].clone(), hessian.double()[order][:, order].clone()
+    dead = torch.diagonal(h) == 0
+    h[dead, dead] = 1.0
+    h += damp * torch.diagonal(h).mean() * torch.eye(len(h), dtype=torch.float64)
+    inverse = torch.linalg.inv(h)
+    books = books.double()
+    chosen = torch.empty(w.shape, dtype=torch.long)
+    for q in range(w.shape[1]):
+        chosen[:, q] = (w[:, q, None] - books).abs().argmin(dim=1)
+        error = w[:, q] - books.gather(1, chosen[:, q, None]).squeeze(1)
+        w[:, q + 1 :] -= (error / inverse[q, q])[:, None] * inverse[q, q + 1 :][None, :]
+        inverse = inverse - torch.outer(inverse[:, q], inverse[q, :]) / inverse[q, q]
+    return chosen[:, torch.argsort(order)]
+
+
+def test_gptq_chooses_the_indices_of_the_papers_algorithm(layer):
+    weight, calibration, _, code = layer
+    calibration = calibration.clone()
+    calibration[:, 17] = 0  # an input no calibration row reaches
+    hessian = calibration.T @ calibration
+    books = code.parts["codebook"].float()[
+        (torch.arange(48) // code.meta["rows_per_group"]).clamp(max=code.meta["groups"] - 1)
+    ]
+    chosen = gptq_indices(weight, hessian, books, block=32)  # blocks and the Cholesky factor, in float32
+    reference = _reference_gptq(weight, hessian, books, damp=0.01)
+    assert (chosen == reference).float().mean() > 0.995
 
 
 def test_the_refit_is_the_least_squares_solution():
@@ -103,7 +135,8 @@ def test_a_centroid_no_input_reaches_stays_where_k_means_put_it():
     assert unseen, "the test needs a centroid the active inputs never use"
     torch.testing.assert_close(refitted.parts["codebook"][0, unseen].float(), code.parts["codebook"][0, unseen].float(),
                                rtol=1e-3, atol=1e-3)  # fmt: skip
-    assigned, _, _ = gptq_assign(code, weight, x)  # dead inputs keep their weights' nearest centroid
+    assigned, before, after = gptq_assign(code, weight, x)  # dead inputs keep their weights' nearest centroid
+    assert after < before  # the assignment was accepted: the comparison below is of GPTQ's indices
     assert torch.equal(unpack(assigned.parts["idx"], 256).reshape(4, 64)[:, 8:], codes[:, 8:])
 
 
@@ -115,6 +148,7 @@ def test_a_centroid_no_input_reaches_stays_where_k_means_put_it():
         ("narrow", r"inputs of shape \(10, 32\) do not fit a weight of shape \(4, 64\)"),
         ("empty", r"inputs of shape \(0, 64\) do not fit"),
         ("nan", "calibration inputs are not all finite"),
+        ("huge", r"too large: X\^T X overflows float32"),
     ],
 )
 def test_bad_inputs_are_named(fit, case, match):
@@ -123,5 +157,7 @@ def test_bad_inputs_are_named(fit, case, match):
     x = {"narrow": torch.randn(10, 32), "empty": torch.zeros(0, 64)}.get(case, torch.randn(10, 64))
     if case == "nan":
         x[3, 5] = float("nan")
+    if case == "huge":
+        x[:, 0] = 1e25
     with pytest.raises(CompressionError, match=match):
         fit(code, weight, x)

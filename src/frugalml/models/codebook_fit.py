@@ -31,7 +31,8 @@ _DAMP = 0.01  # ridge of H (GPTQ's percdamp), relative to its mean diagonal
 
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
-    """torch on one intra-op thread for the block, restored after."""
+    """torch on one intra-op thread for the block, restored after. ``torch.set_num_threads`` is process-wide: other
+    threads running torch meanwhile get one thread too, and the block is not reentrant from several threads."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -57,7 +58,10 @@ def _checked(code: Encoded, weight: torch.Tensor, inputs: torch.Tensor) -> tuple
     x = inputs.detach().to("cpu", torch.float32)
     if not torch.isfinite(x).all():
         raise CompressionError("the calibration inputs are not all finite")
-    return matrix, x.T @ x
+    hessian = x.T @ x
+    if not torch.isfinite(hessian).all():
+        raise CompressionError("the calibration inputs are too large: X^T X overflows float32")
+    return matrix, hessian
 
 
 def _groups_of_rows(code: Encoded, rows: int) -> tuple[torch.Tensor, int]:
@@ -98,22 +102,44 @@ def gptq_assign(
         CompressionError: See :func:`_checked`.
     """
     matrix, hessian = _checked(code, weight, inputs)
-    rows, width = matrix.shape
+    rows, _ = matrix.shape
     group_of_row, _ = _groups_of_rows(code, rows)
     books = code.parts["codebook"].to(torch.float32)[group_of_row]  # (R, 16): each row's codebook
+    indices = gptq_indices(matrix, hessian, books, damp=damp, block=block)
+    packed = pack(indices.reshape(-1).to(torch.uint8))
+    assigned = Encoded(code.codec, list(code.shape), {"idx": packed, "codebook": code.parts["codebook"]},
+                       dict(code.meta))  # fmt: skip
+    return _better(code, assigned, matrix, hessian)
+
+
+def gptq_indices(
+    matrix: torch.Tensor, hessian: torch.Tensor, books: torch.Tensor, *, damp: float = _DAMP, block: int = 128
+) -> torch.Tensor:
+    """GPTQ's (R, K) index choice for the weight ``matrix`` (R, K), H = X^T X (K, K) and each row's 16 centroids
+    ``books`` (R, 16) (:func:`gptq_assign` without its checks).
+
+    Raises:
+        CompressionError: When H, damped, is not positive definite.
+    """
+    rows, width = matrix.shape
     order = torch.argsort(torch.diagonal(hessian), descending=True, stable=True)
     work = matrix[:, order].clone()
     h = hessian[order][:, order].clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     h += damp * torch.diagonal(h).mean() * torch.eye(width)
-    upper = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    try:
+        upper = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    except torch.linalg.LinAlgError as failure:
+        raise CompressionError(
+            f"GPTQ needs X^T X positive definite after damping, and the calibration inputs give none ({failure})"
+        ) from failure
     indices = torch.empty(rows, width, dtype=torch.long)
-    with _one_thread():  # many small sequential steps: a second thread only adds its wake-up cost
-        for start in range(0, width, block):
-            stop = min(start + block, width)
-            part, factor = work[:, start:stop].clone(), upper[start:stop, start:stop]
-            errors = torch.empty(rows, stop - start)
+    for start in range(0, width, block):
+        stop = min(start + block, width)
+        part, factor = work[:, start:stop].clone(), upper[start:stop, start:stop]
+        errors = torch.empty(rows, stop - start)
+        with _one_thread():  # many small sequential steps: a second thread only adds its wake-up cost
             for j in range(stop - start):
                 column = part[:, j]
                 chosen = (column[:, None] - books).abs().argmin(dim=1)
@@ -121,12 +147,8 @@ def gptq_assign(
                 error = (column - books.gather(1, chosen[:, None]).squeeze(1)) / factor[j, j]
                 part[:, j:] -= error[:, None] * factor[j, j:][None, :]
                 errors[:, j] = error
-            work[:, stop:] -= errors @ upper[start:stop, stop:]
-    indices = indices[:, torch.argsort(order)]
-    packed = pack(indices.reshape(-1).to(torch.uint8))
-    assigned = Encoded(code.codec, list(code.shape), {"idx": packed, "codebook": code.parts["codebook"]},
-                       dict(code.meta))  # fmt: skip
-    return _better(code, assigned, matrix, hessian)
+        work[:, stop:] -= errors @ upper[start:stop, stop:]
+    return indices[:, torch.argsort(order)]
 
 
 def refit_centroids(
