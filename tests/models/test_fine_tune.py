@@ -239,12 +239,17 @@ def test_a_fine_tuned_model_is_not_compressed_without_its_encoder_or_merged_into
         frozen_equivalent(tuned["adapters"], tmp_path)
 
 
-def test_the_compress_stage_takes_a_lora_model_and_exports_its_int8_graph(sets, tuned):
+def test_the_compress_stage_takes_a_lora_model_and_exports_its_int8_graph(sets, tuned, monkeypatch):
+    from frugalml.models import fine_tune
     from frugalml.nodes.compress import compress_classifier, export_compressed_onnx
 
     _, dev, _ = sets
+    merges = []
+    real = fine_tune.frozen_equivalent
+    monkeypatch.setattr(fine_tune, "frozen_equivalent", lambda *a, **k: merges.append(1) or real(*a, **k))
     params = {"precision": "int8", "compare": ["fp16"], "onnx": True, "latency_batches": [8], "latency_repeats": 1}
     compressed, metrics, report = compress_classifier(tuned["adapters"], dev, params, {})
+    assert len(merges) == 1  # both variants compress the one merged encoder
     assert 90_000_000 < report["reference"]["bytes"] < 92_000_000  # the uncompressed model: base file + adapters
     assert set(report["variants"]) == {"int8", "fp16"} and report["variants"]["fp16"]["agreement"] >= 0.97
     assert metrics["size_ratio"]["value"] > 3.5

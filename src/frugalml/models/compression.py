@@ -24,12 +24,13 @@ equals (:func:`frugalml.models.fine_tune.frozen_equivalent`). ``prune_ffn`` /
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -530,7 +531,7 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
 def quantize(
     model: Any, *, precision: str = "int8", calibration: pd.DataFrame | None = None, per_channel: bool = True,
     label_column: str | None = None, load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
-    **settings: Any,
+    frozen: Any = None, **settings: Any,
 ) -> tuple[CompressedClassifier, dict[str, Any]]:  # fmt: skip
     """Compress ``model`` (any kind) to ``precision``; check it on ``calibration`` rows.
 
@@ -541,6 +542,7 @@ def quantize(
         per_channel: One scale / codebook group per output channel (else per tensor, int8/fp8).
         label_column: The calibration rows' label column (their labels are class values of ``model.labels``).
         load_base: Rebuilds a base bundle from (metadata, tensors) (:func:`frugalml.models.zoo.load_classifier`).
+        frozen: :func:`compressible`'s value for ``model``, when the caller holds it (else built here).
         **settings: Other :class:`CompressionSpec` fields.
 
     Returns:
@@ -556,16 +558,30 @@ def quantize(
     check_calibration(calibration, list(model.text_columns), label_column)
     if spec.static() and calibration is None:
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
+    if frozen is not None:
+        if getattr(frozen, "fine_tuning", "frozen") != "frozen":
+            raise CompressionError("frozen must be the frozen-encoder equivalent of the model (compressible(model))")
+        return _quantize(frozen, model, spec, calibration, label_column, load_base=load_base)
+    with compressible(model) as equivalent:
+        return _quantize(equivalent, model, spec, calibration, label_column, load_base=load_base)
+
+
+@contextlib.contextmanager
+def compressible(model: Any) -> Iterator[Any]:
+    """What compression reads of ``model``: the model itself when its encoder is frozen (or it has none); else the
+    frozen-encoder classifier it equals (:func:`frugalml.models.fine_tune.frozen_equivalent`: LoRA merged, or the
+    fully trained encoder), written to a temporary encoder directory for the length of the block. The compressed
+    model carries its own compressed copy, as for the frozen kind. ``quantize(model, ..., frozen=...)`` takes it, so
+    compressing one fine-tuned model several ways merges and writes it once."""
     if getattr(model, "fine_tuning", "frozen") == "frozen":
-        return _quantize(model, model, spec, calibration, label_column, load_base=load_base)
+        yield model
+        return
     from frugalml.models.fine_tune import frozen_equivalent
 
-    # a fine-tuned encoder (LoRA merged, or fully trained) is written out as a plain encoder directory for the
-    # length of the compression; the compressed model carries its own compressed copy, as for the frozen kind
     with tempfile.TemporaryDirectory(prefix="frugalml-merged-") as folder:
         frozen = frozen_equivalent(model, Path(folder))
         try:
-            return _quantize(frozen, model, spec, calibration, label_column, load_base=load_base)
+            yield frozen
         finally:
             forget_encoder(frozen.encoder)
 

@@ -24,6 +24,7 @@ from frugalml.models.compression import (  # noqa: E402
     agreement,
     check_calibration,
     check_model,
+    compressible,
     fp32_nbytes,
     latency,
     quantize,
@@ -66,6 +67,33 @@ def _variant_parts(figures: dict[str, Any]) -> dict[str, Any]:
 def _latencies(model: Any, rows: pd.DataFrame, config: CompressParams) -> dict[str, float]:
     return {f"latency_b{batch}_s": round(latency(model, rows, batch=batch, repeats=config.latency_repeats), 5)
             for batch in config.latency_batches}  # fmt: skip
+
+
+def _variant(
+    model: Classifier, precision: str, dev: pd.DataFrame, *, frozen: Any, config: CompressParams,
+    label_column: str, reference_accuracy: float,
+) -> tuple[dict[str, Any], CompressedClassifier]:  # fmt: skip
+    """One ``compress.compare`` variant of ``model`` (``frozen``: :func:`compressible`'s value): its report entry
+    and the compressed model."""
+    logger.info("compress: %s", precision)
+    compressed, figures = quantize(
+        model, precision=precision, calibration=dev, per_channel=config.per_channel, label_column=label_column,
+        load_base=load_classifier, frozen=frozen, **_settings(config, precision),
+    )  # fmt: skip
+    calibration = figures.pop("calibration")
+    entry = {
+        "bytes": figures["bytes"],
+        "size_ratio": figures["size_ratio"],
+        "dev_accuracy": calibration["accuracy"],
+        "dev_accuracy_drop": round(reference_accuracy - calibration["accuracy"], 6),
+        "agreement": calibration["agreement"],
+        "max_probability_change": calibration["max_probability_change"],
+        "compress_seconds": figures["seconds"],
+        "tensors": figures["tensors"],
+        **_variant_parts(figures),
+        **_latencies(compressed, dev, config),
+    }
+    return entry, compressed
 
 
 def compress_classifier(
@@ -115,27 +143,14 @@ def compress_classifier(
         "variants": {},
     }
     chosen: CompressedClassifier | None = None
-    for precision in variants:
-        logger.info("compress: %s", precision)
-        compressed, figures = quantize(
-            model, precision=precision, calibration=dev, per_channel=config.per_channel,
-            label_column=schema.label_column, load_base=load_classifier, **_settings(config, precision),
-        )  # fmt: skip
-        calibration = figures.pop("calibration")
-        report["variants"][precision] = {
-            "bytes": figures["bytes"],
-            "size_ratio": figures["size_ratio"],
-            "dev_accuracy": calibration["accuracy"],
-            "dev_accuracy_drop": round(reference["accuracy"] - calibration["accuracy"], 6),
-            "agreement": calibration["agreement"],
-            "max_probability_change": calibration["max_probability_change"],
-            "compress_seconds": figures["seconds"],
-            "tensors": figures["tensors"],
-            **_variant_parts(figures),
-            **_latencies(compressed, dev, config),
-        }
-        if precision == config.precision:
-            chosen = compressed
+    with compressible(model) as frozen:  # a fine-tuned encoder is merged once for every variant
+        for precision in variants:
+            report["variants"][precision], compressed = _variant(
+                model, precision, dev, frozen=frozen, config=config, label_column=schema.label_column,
+                reference_accuracy=reference["accuracy"],
+            )  # fmt: skip
+            if precision == config.precision:
+                chosen = compressed
     assert chosen is not None  # noqa: S101  # the chosen precision is the first variant
     best = report["variants"][config.precision]
     figures = {
