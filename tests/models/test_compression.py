@@ -233,6 +233,17 @@ def test_bad_requests_fail_before_any_work(bag, sets, request_, match):
         quantize(bag, calibration=calibration, label_column="label", load_base=load_classifier, **settings)
 
 
+def test_a_frozen_twin_built_for_another_model_is_refused(bag, pretrained, sets):
+    from frugalml.models.compression import compressible
+
+    with compressible(bag) as twin:  # a frozen-encoder (here: encoder-less) model is its own twin, nothing built
+        assert twin.model is bag and twin.source is bag
+        with pytest.raises(CompressionError, match="frozen was built for another model"):
+            quantize(pretrained, precision="fp16", load_base=load_classifier, frozen=twin)
+        _, report = quantize(bag, precision="fp16", load_base=load_classifier, frozen=twin)
+    assert report["size_ratio"] > 1.5  # the bag's own twin compresses it
+
+
 @pytest.mark.skipif(fp8_available(), reason="this machine has an FP8 GPU")
 def test_fp8_on_a_machine_without_an_fp8_gpu_is_refused(bag, sets):
     with pytest.raises(CompressionError, match="'fp8' needs a CUDA GPU with FP8 support"):

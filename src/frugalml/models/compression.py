@@ -531,7 +531,7 @@ def check_model(model: Any, spec: CompressionSpec) -> None:
 def quantize(
     model: Any, *, precision: str = "int8", calibration: pd.DataFrame | None = None, per_channel: bool = True,
     label_column: str | None = None, load_base: Callable[[dict[str, Any], dict[str, torch.Tensor]], Any],
-    frozen: Any = None, **settings: Any,
+    frozen: Compressible | None = None, **settings: Any,
 ) -> tuple[CompressedClassifier, dict[str, Any]]:  # fmt: skip
     """Compress ``model`` (any kind) to ``precision``; check it on ``calibration`` rows.
 
@@ -543,6 +543,7 @@ def quantize(
         label_column: The calibration rows' label column (their labels are class values of ``model.labels``).
         load_base: Rebuilds a base bundle from (metadata, tensors) (:func:`frugalml.models.zoo.load_classifier`).
         frozen: :func:`compressible`'s value for ``model``, when the caller holds it (else built here).
+            One built for another model is refused.
         **settings: Other :class:`CompressionSpec` fields.
 
     Returns:
@@ -559,29 +560,37 @@ def quantize(
     if spec.static() and calibration is None:
         raise CompressionError(_STATIC_NEEDS_CALIBRATION)
     if frozen is not None:
-        if getattr(frozen, "fine_tuning", "frozen") != "frozen":
-            raise CompressionError("frozen must be the frozen-encoder equivalent of the model (compressible(model))")
-        return _quantize(frozen, model, spec, calibration, label_column, load_base=load_base)
+        if frozen.source is not model:
+            raise CompressionError("frozen was built for another model: pass compressible(model)'s own value")
+        return _quantize(frozen.model, model, spec, calibration, label_column, load_base=load_base)
     with compressible(model) as equivalent:
-        return _quantize(equivalent, model, spec, calibration, label_column, load_base=load_base)
+        return _quantize(equivalent.model, model, spec, calibration, label_column, load_base=load_base)
+
+
+@dataclass(frozen=True)
+class Compressible:
+    """What compression reads of ``source``: ``model``, the frozen-encoder classifier it equals."""
+
+    source: Any
+    model: Any
 
 
 @contextlib.contextmanager
-def compressible(model: Any) -> Iterator[Any]:
+def compressible(model: Any) -> Iterator[Compressible]:
     """What compression reads of ``model``: the model itself when its encoder is frozen (or it has none); else the
     frozen-encoder classifier it equals (:func:`frugalml.models.fine_tune.frozen_equivalent`: LoRA merged, or the
     fully trained encoder), written to a temporary encoder directory for the length of the block. The compressed
     model carries its own compressed copy, as for the frozen kind. ``quantize(model, ..., frozen=...)`` takes it, so
     compressing one fine-tuned model several ways merges and writes it once."""
     if getattr(model, "fine_tuning", "frozen") == "frozen":
-        yield model
+        yield Compressible(model, model)
         return
     from frugalml.models.fine_tune import frozen_equivalent
 
     with tempfile.TemporaryDirectory(prefix="frugalml-merged-") as folder:
         frozen = frozen_equivalent(model, Path(folder))
         try:
-            yield frozen
+            yield Compressible(model, frozen)
         finally:
             forget_encoder(frozen.encoder)
 

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from frugalml.errors import CompressionError, EmptyDatasetError  # noqa: E402
 from frugalml.models.compression import (  # noqa: E402
     CompressedClassifier,
+    Compressible,
     CompressionSpec,
     agreement,
     check_calibration,
@@ -70,7 +71,7 @@ def _latencies(model: Any, rows: pd.DataFrame, config: CompressParams) -> dict[s
 
 
 def _variant(
-    model: Classifier, precision: str, dev: pd.DataFrame, *, frozen: Any, config: CompressParams,
+    model: Classifier, precision: str, dev: pd.DataFrame, *, frozen: Compressible, config: CompressParams,
     label_column: str, reference_accuracy: float,
 ) -> tuple[dict[str, Any], CompressedClassifier]:  # fmt: skip
     """One ``compress.compare`` variant of ``model`` (``frozen``: :func:`compressible`'s value): its report entry
